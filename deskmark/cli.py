@@ -1,0 +1,90 @@
+"""The `deskmark` command: demo, web, worker."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from integrations.config import ConfigError, Settings
+from integrations.models import retirement_problem, retirement_warning
+
+__all__ = ["main"]
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"deskmark: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if settings.edit_provider == "openai":
+        problem = retirement_problem(settings.edit_model)
+        if problem:
+            print(f"deskmark: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        warning = retirement_warning(settings.edit_model)
+        if warning:
+            print(f"deskmark: warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deskmark.demo import run_demo
+
+    return run_demo(out_dir=args.out, serve=args.serve, port=args.port)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    _settings_or_exit()  # fail here, with the message, rather than in every gunicorn worker
+    argv = ["gunicorn", "webhooks:create_app()", "--bind", f"{args.host}:{args.port}",
+            "--workers", str(args.workers), "--threads", str(args.threads),
+            "--worker-class", "gthread", "--timeout", "30", "--access-logfile", "-"]
+    os.execvp(sys.executable, [sys.executable, "-m", *argv])
+    return 0  # not reached
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _settings_or_exit()
+    from worker.tasks import app
+
+    # Threads: each job spends most of its time waiting on OpenAI and the helpdesk.
+    argv = (["--quiet"] if args.quiet else []) + ["worker", "--pool", args.pool, "--concurrency", str(args.concurrency),
+            "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"]
+    app.worker_main(argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="deskmark",
+        description="Marks the damage on customers' product photos in helpdesk tickets.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the whole flow on a built-in sandbox helpdesk")
+    demo.add_argument("--serve", action="store_true", help="keep running after the note lands")
+    demo.add_argument("--out", default="deskmark-demo", help="where to write the marked photo")
+    demo.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
+    demo.set_defaults(func=cmd_demo)
+
+    web = sub.add_parser("web", help="serve the webhook app under gunicorn")
+    web.add_argument("--host", default="0.0.0.0")
+    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--threads", type=int, default=8)
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="run the Celery worker")
+    worker.add_argument("--concurrency", type=int, default=16)
+    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
+    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--quiet", action="store_true", help="no start-up banner")
+    worker.set_defaults(func=cmd_worker)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""`deskmark demo`: the whole flow on this machine, with no accounts and no servers to install.
+
+An embedded Redis, the web app, one worker process, and a sandbox Zendesk seeded with a ticket
+whose customer attached a photo of a cracked phone. The sandbox sends the signed webhook
+Zendesk would send; the demo waits for deskmark's private note and saves the marked photo.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from deskmark.redis_server import EmbeddedRedis
+from deskmark.sandbox.photos import damaged_product
+from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.zendesk import SandboxZendesk
+from integrations.config import Settings
+
+__all__ = ["run_demo"]
+
+NOTE_TIMEOUT_SECONDS = 300  # an OpenAI edit can take two minutes or more
+
+
+def _say(message: str) -> None:
+    print(f"deskmark demo: {message}", flush=True)
+
+
+def demo_environment(redis_url: str, zendesk: SandboxZendesk, secret: str) -> dict[str, str]:
+    """The worker's environment: the user's own, minus any real vendor, plus the sandbox."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ZENDESK_", "FRESHDESK_", "SLACK_", "REDIS_URL"))}
+    env.update({
+        "REDIS_URL": redis_url,
+        "ZENDESK_BASE_URL": zendesk.url,
+        "ZENDESK_EMAIL": zendesk.email,
+        "ZENDESK_API_TOKEN": zendesk.api_token,
+        "ZENDESK_WEBHOOK_SECRET": secret,
+        "ZENDESK_WARRANTY_GROUP_ID": "360000001",
+        "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host,
+    })
+    return env
+
+
+def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0) -> int:
+    started = time.monotonic()
+    redis = EmbeddedRedis().start()
+    _say(f"embedded Redis on {redis.url}")
+    zendesk = SandboxZendesk().start()
+    _say(f"sandbox Zendesk on {zendesk.url}")
+    secret = secrets.token_urlsafe(24)
+    env = demo_environment(redis.url, zendesk, secret)
+    settings = Settings.from_env(env, dotenv=None)
+    from webhooks import create_app
+
+    web = LoopbackServer(create_app(settings), port=port).start()
+    _say(f"web app on {web.url} (edit provider: {settings.edit_provider}"
+         + (f", model {settings.edit_model})" if settings.edit_provider == "openai" else
+            ": local annotator, no AI model; set OPENAI_API_KEY to use OpenAI)"))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "deskmark.cli", "worker", "--concurrency", "4",
+         "--loglevel", "WARNING", "--quiet"],
+        env=env,
+    )
+    try:
+        zendesk.webhook_url = f"{web.url}/webhooks/zendesk"
+        zendesk.webhook_secret = secret
+        ticket_id = zendesk.create_ticket(
+            "Phone arrived with a cracked screen",
+            "Hi, my new phone arrived today and the screen is cracked near the top right. "
+            "Photo attached. Can I get a replacement?",
+            tags=["shipping_damage"],
+        )
+        photo = damaged_product()
+        zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "Here is a photo of the damage.",
+                            [("IMG_4032.jpg", photo, "image/jpeg")])
+        _say(f"ticket #{ticket_id} created with a customer photo; Zendesk sent the webhook")
+        note = _wait_for_note(zendesk, ticket_id, worker)
+        if note is None:
+            _say("no note arrived: see the worker's messages above")
+            return 1
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        original = out / f"ticket-{ticket_id}-original.jpg"
+        original.write_bytes(photo)
+        marked_file = note.attachments[0]
+        extension = ".jpg" if marked_file.content_type == "image/jpeg" else ".png"
+        marked = out / f"ticket-{ticket_id}-marked{extension}"
+        marked.write_bytes(marked_file.data)
+        ticket = zendesk.tickets[ticket_id]
+        _say(f"note posted on ticket #{ticket_id} after {time.monotonic() - started:.1f} s")
+        _say(f"tags now: {', '.join(ticket.tags)}; group: {ticket.group_id}")
+        print(f"marked image: {marked.resolve()}")
+        print(f"original:     {original.resolve()}")
+        print(f"dashboard:    {web.url}/")
+        if serve:
+            _say("serving; press Ctrl-C to stop")
+            while worker.poll() is None:
+                time.sleep(1)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        web.stop()
+        zendesk.stop()
+        redis.cleanup()
+
+
+def _wait_for_note(zendesk: SandboxZendesk, ticket_id: int, worker: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + NOTE_TIMEOUT_SECONDS
+    next_report = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        notes = [n for n in zendesk.notes(ticket_id) if n.attachments]
+        if notes:
+            return notes[0]
+        if worker.poll() is not None:
+            _say(f"the worker exited with code {worker.returncode}")
+            return None
+        if time.monotonic() > next_report:
+            _say("waiting for the worker to mark the photo…")
+            next_report += 10
+        time.sleep(0.2)
+    return None

@@ -1,0 +1,35 @@
+"""Run a WSGI app on 127.0.0.1 in a background thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from werkzeug.serving import make_server
+
+__all__ = ["LoopbackServer"]
+
+# One access-log line per request drowns the demo's own output.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+class LoopbackServer:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = make_server(host, port, app, threaded=True)
+        self.host = host
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name=f"loopback-{self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

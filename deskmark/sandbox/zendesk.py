@@ -1,0 +1,404 @@
+"""A loopback Zendesk: the subset of the Support API deskmark uses, with Zendesk's semantics.
+
+- auth: Basic `{email}/token:{api_token}` or `Bearer {oauth_token}`; anything else is 401;
+- comments list with cursor paging; inline images only with `include_inline_images=true`;
+- `content_url` answers (with auth) a 302 to a signed URL on a separate "zdusercontent" server
+  that refuses any request carrying an Authorization header, as the real one does;
+- uploads (`POST /api/v2/uploads.json?filename=`) keep the bytes and Content-Type as sent;
+- `PUT /tickets/{id}.json`: a `comment` with upload tokens adds a comment by the caller,
+  `tags` REPLACES the tag list, `group_id` assigns; `PUT /tags` adds, `POST /tags` replaces;
+- optional signed webhooks (`ticket.attachment_linked_to_comment`) for every attachment added,
+  deskmark's own notes included, so the loop guard is exercised;
+- scripted faults (`faults.add(...)`) and a request log for assertions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from flask import Flask, Response, jsonify, redirect, request
+
+from deskmark.sandbox.faults import Faults
+from deskmark.sandbox.server import LoopbackServer
+
+__all__ = ["SandboxZendesk"]
+
+
+@dataclass
+class Attachment:
+    id: int
+    file_name: str
+    content_type: str
+    data: bytes
+    inline: bool
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class Comment:
+    id: int
+    author_id: int
+    html_body: str
+    public: bool
+    attachments: list[Attachment]
+    created_at: str
+
+
+@dataclass
+class SandboxTicket:
+    id: int
+    subject: str
+    description: str
+    tags: list[str]
+    requester_id: int
+    group_id: int | None = None
+    comments: list[Comment] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error(status: int, error: str, description: str = "") -> Response:
+    response = jsonify({"error": error, "description": description} if description else
+                       {"error": error})
+    response.status_code = status
+    return response
+
+
+class SandboxZendesk:
+    """Start with `.start()`; `.url` is the API root (ZENDESK_BASE_URL)."""
+
+    AGENT_ID = 900001  # deskmark's own API user
+    CUSTOMER_ID = 1001
+
+    def __init__(self, email: str = "deskmark@example.com", api_token: str = "sandbox-token",
+                 oauth_token: str | None = None, page_size: int = 100) -> None:
+        self.email = email
+        self.api_token = api_token
+        self.oauth_token = oauth_token
+        self.page_size = page_size
+        self.tickets: dict[int, SandboxTicket] = {}
+        self.uploads: dict[str, Attachment] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.file_requests: list[dict[str, Any]] = []
+        self.faults = Faults()
+        self.webhook_url: str | None = None
+        self.webhook_secret: str | None = None
+        self.webhook_answers: list[int] = []
+        self._ids = itertools.count(5000)
+        self._lock = threading.RLock()
+        self._signing_key = uuid.uuid4().bytes
+        self.files = LoopbackServer(self._files_app())
+        self.api = LoopbackServer(self._api_app())
+
+    # --- life cycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    @property
+    def files_host(self) -> str:
+        """host:port of the signed-URL server, for DESKMARK_ATTACHMENT_HOSTS."""
+        return f"{self.files.host}:{self.files.port}"
+
+    def start(self) -> SandboxZendesk:
+        self.files.start()
+        self.api.start()
+        return self
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.files.stop()
+
+    # --- seeding and inspection (Python API for the demo and the tests) ---------------------
+    def create_ticket(self, subject: str, description: str, tags: list[str] | None = None,
+                      ticket_id: int | None = None) -> int:
+        with self._lock:
+            tid = ticket_id or next(self._ids)
+            self.tickets[tid] = SandboxTicket(tid, subject, description, list(tags or []),
+                                              self.CUSTOMER_ID)
+            self.add_comment(tid, self.CUSTOMER_ID, description, [], notify=False)
+            return tid
+
+    def add_comment(self, ticket_id: int, author_id: int, body: str,
+                    files: list[tuple[str, bytes, str]] | list[tuple[str, bytes, str, bool]],
+                    public: bool = True, notify: bool = True) -> Comment:
+        with self._lock:
+            attachments = [
+                Attachment(next(self._ids), f[0], f[2], f[1], bool(f[3]) if len(f) > 3 else False)
+                for f in files
+            ]
+            comment = Comment(next(self._ids), author_id, body, public, attachments, _now())
+            self.tickets[ticket_id].comments.append(comment)
+        if notify:
+            self._notify(ticket_id, comment, author_id)
+        return comment
+
+    def notes(self, ticket_id: int) -> list[Comment]:
+        """Private comments written by deskmark's API user."""
+        return [c for c in self.tickets[ticket_id].comments
+                if c.author_id == self.AGENT_ID and not c.public]
+
+    def attachment_json(self, attachment: Attachment) -> dict[str, Any]:
+        return {
+            "id": attachment.id,
+            "file_name": attachment.file_name,
+            "content_url": f"{self.url}/attachments/token/{attachment.token}/"
+                           f"?name={attachment.file_name}",
+            "content_type": attachment.content_type,
+            "size": len(attachment.data),
+            "inline": attachment.inline,
+            "malware_scan_result": "malware_not_found",
+            "thumbnails": [],
+        }
+
+    def event_for(self, ticket_id: int, comment: Comment, attachment: Attachment,
+                  actor_id: int) -> dict[str, Any]:
+        """A `ticket.attachment_linked_to_comment` event in Zendesk's documented shape."""
+        ticket = self.tickets[ticket_id]
+        return {
+            "account_id": 22129848,
+            "detail": {
+                "actor_id": str(actor_id), "id": str(ticket_id), "subject": ticket.subject,
+                "description": ticket.description, "status": "OPEN", "priority": "NORMAL",
+                "requester_id": str(ticket.requester_id), "tags": list(ticket.tags),
+                "group_id": str(ticket.group_id) if ticket.group_id else None,
+                "created_at": comment.created_at, "updated_at": _now(), "is_public": True,
+                "via": {"channel": "web_service"},
+            },
+            "event": {
+                "comment": {
+                    "attachment": {
+                        "content_type": attachment.content_type,
+                        "content_url": self.attachment_json(attachment)["content_url"],
+                        "filename": attachment.file_name,
+                        "id": str(attachment.id),
+                        "is_public": comment.public,
+                    },
+                    "id": str(comment.id),
+                }
+            },
+            "id": str(uuid.uuid4()),
+            "subject": f"zen:ticket:{ticket_id}",
+            "time": _now(),
+            "type": "zen:event-type:ticket.attachment_linked_to_comment",
+            "zendesk_event_version": "2022-11-06",
+        }
+
+    def signed_headers(self, body: bytes, secret: str | None = None,
+                       timestamp: str | None = None) -> dict[str, str]:
+        timestamp = timestamp or _now()
+        key = (secret or self.webhook_secret or "").encode()
+        signature = base64.b64encode(
+            hmac.new(key, timestamp.encode() + body, hashlib.sha256).digest()).decode()
+        return {
+            "Content-Type": "application/json",
+            "X-Zendesk-Webhook-Signature": signature,
+            "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
+            "X-Zendesk-Webhook-Id": "01SANDBOXWEBHOOK",
+            "X-Zendesk-Webhook-Invocation-Id": str(next(self._ids)),
+            "X-Zendesk-Account-Id": "22129848",
+        }
+
+    def _notify(self, ticket_id: int, comment: Comment, actor_id: int) -> None:
+        if not self.webhook_url or not comment.attachments:
+            return
+        events = [self.event_for(ticket_id, comment, a, actor_id) for a in comment.attachments]
+
+        def send() -> None:
+            for event in events:
+                body = json.dumps(event).encode()
+                try:
+                    answer = httpx.post(self.webhook_url or "", content=body, timeout=12,
+                                        headers=self.signed_headers(body))
+                    self.webhook_answers.append(answer.status_code)
+                except httpx.HTTPError:
+                    self.webhook_answers.append(0)
+
+        threading.Thread(target=send, daemon=True).start()
+
+    # --- the signed-URL host ------------------------------------------------------------------
+    def _sign(self, token: str, expires: int) -> str:
+        return hmac.new(self._signing_key, f"{token}:{expires}".encode(),
+                        hashlib.sha256).hexdigest()[:32]
+
+    def _find_attachment(self, token: str) -> Attachment | None:
+        for ticket in self.tickets.values():
+            for comment in ticket.comments:
+                for attachment in comment.attachments:
+                    if attachment.token == token:
+                        return attachment
+        return None
+
+    def _files_app(self) -> Flask:
+        app = Flask("sandbox-zdusercontent")
+
+        @app.get("/attachments/<token>")
+        def file(token: str) -> Response:
+            self.file_requests.append({"path": request.path,
+                                       "authorization": request.headers.get("Authorization")})
+            if "Authorization" in request.headers:
+                return _error(400, "InvalidArgument",
+                              "Only one auth mechanism allowed; the URL is already signed")
+            expires = int(request.args.get("expires", "0"))
+            if request.args.get("sig") != self._sign(token, expires) or expires < time.time():
+                return _error(403, "AccessDenied", "Request has expired or signature is wrong")
+            attachment = self._find_attachment(token)
+            if attachment is None:
+                return _error(404, "NoSuchKey")
+            return Response(attachment.data, mimetype=attachment.content_type)
+
+        return app
+
+    # --- the API ------------------------------------------------------------------------------
+    def _authorized(self) -> int | None:
+        header = request.headers.get("Authorization", "")
+        if self.oauth_token and header == f"Bearer {self.oauth_token}":
+            return self.AGENT_ID
+        auth = request.authorization
+        if auth and auth.type == "basic" and auth.username == f"{self.email}/token" and (
+            auth.password == self.api_token
+        ):
+            return self.AGENT_ID
+        return None
+
+    def _api_app(self) -> Flask:
+        app = Flask("sandbox-zendesk")
+
+        @app.before_request
+        def log_and_gate() -> Response | None:
+            self.requests.append({"method": request.method, "path": request.path,
+                                  "query": request.query_string.decode(), "time": time.time()})
+            injected = self.faults.take(request.method, request.path)
+            if injected is not None:
+                return injected
+            if self._authorized() is None:
+                return _error(401, "Couldn't authenticate you")
+            return None
+
+        def ticket_or_404(ticket_id: int) -> SandboxTicket | Response:
+            ticket = self.tickets.get(ticket_id)
+            return ticket if ticket else _error(404, "RecordNotFound", "Not found")
+
+        def ticket_json(ticket: SandboxTicket) -> dict[str, Any]:
+            return {"id": ticket.id, "subject": ticket.subject, "description": ticket.description,
+                    "tags": list(ticket.tags), "group_id": ticket.group_id,
+                    "requester_id": ticket.requester_id, "status": "open"}
+
+        @app.get("/api/v2/users/me.json")
+        def me() -> Response:
+            return jsonify({"user": {"id": self.AGENT_ID, "name": "deskmark", "email": self.email,
+                                     "role": "agent"}})
+
+        @app.get("/api/v2/tickets/<int:ticket_id>.json")
+        def show(ticket_id: int) -> Response:
+            ticket = ticket_or_404(ticket_id)
+            if isinstance(ticket, Response):
+                return ticket
+            return jsonify({"ticket": ticket_json(ticket)})
+
+        @app.get("/api/v2/tickets/<int:ticket_id>/comments.json")
+        def comments(ticket_id: int) -> Response:
+            ticket = ticket_or_404(ticket_id)
+            if isinstance(ticket, Response):
+                return ticket
+            inline = request.args.get("include_inline_images") == "true"
+            size = min(int(request.args.get("page[size]", self.page_size)), self.page_size)
+            start = int(request.args.get("page[after]", "0") or 0)
+            page = ticket.comments[start:start + size]
+            has_more = start + size < len(ticket.comments)
+            items = [{
+                "id": c.id, "type": "Comment", "author_id": c.author_id, "html_body": c.html_body,
+                "body": c.html_body, "plain_body": c.html_body, "public": c.public,
+                "created_at": c.created_at,
+                "attachments": [self.attachment_json(a) for a in c.attachments
+                                if inline or not a.inline],
+            } for c in page]
+            next_link = None
+            if has_more:
+                query = "include_inline_images=true&" if inline else ""
+                next_link = (f"{self.url}/api/v2/tickets/{ticket_id}/comments.json?{query}"
+                             f"page[size]={size}&page[after]={start + size}")
+            return jsonify({"comments": items,
+                            "meta": {"has_more": has_more, "after_cursor": str(start + size)},
+                            "links": {"next": next_link}})
+
+        @app.get("/attachments/token/<token>/")
+        def content(token: str) -> Response:
+            if self._find_attachment(token) is None:
+                return _error(404, "RecordNotFound")
+            expires = int(time.time()) + 300
+            return redirect(f"{self.files.url}/attachments/{token}?expires={expires}"
+                            f"&sig={self._sign(token, expires)}", code=302)
+
+        @app.post("/api/v2/uploads.json")
+        def upload() -> Response:
+            filename = request.args.get("filename")
+            data = request.get_data()
+            if not filename or not data:
+                return _error(422, "RecordInvalid", "filename and a body are required")
+            attachment = Attachment(next(self._ids), filename,
+                                    request.headers.get("Content-Type", ""), data, False)
+            self.uploads[attachment.token] = attachment
+            response = jsonify({"upload": {"token": attachment.token,
+                                           "expires_at": _now(),
+                                           "attachment": self.attachment_json(attachment)}})
+            response.status_code = 201
+            return response
+
+        @app.put("/api/v2/tickets/<int:ticket_id>.json")
+        def update(ticket_id: int) -> Response:
+            ticket = ticket_or_404(ticket_id)
+            if isinstance(ticket, Response):
+                return ticket
+            payload = (request.get_json(silent=True) or {}).get("ticket")
+            if not isinstance(payload, dict):
+                return _error(400, "InvalidEndpoint", "body must be {\"ticket\": {...}}")
+            events: list[dict[str, Any]] = []
+            if "tags" in payload:
+                ticket.tags = list(payload["tags"])  # a ticket PUT replaces every tag
+            if "group_id" in payload:
+                ticket.group_id = payload["group_id"]
+            comment_in = payload.get("comment")
+            if comment_in:
+                files = []
+                for token in comment_in.get("uploads") or []:
+                    upload = self.uploads.pop(token, None)
+                    if upload is None:
+                        return _error(422, "RecordInvalid", f"upload token {token} is invalid")
+                    files.append((upload.file_name, upload.data, upload.content_type))
+                body = comment_in.get("html_body") or comment_in.get("body") or ""
+                comment = self.add_comment(ticket_id, self.AGENT_ID, body, files,
+                                           public=bool(comment_in.get("public", True)))
+                events.append({"id": comment.id, "type": "Comment", "public": comment.public,
+                               "body": body})
+            return jsonify({"ticket": ticket_json(ticket),
+                            "audit": {"id": next(self._ids), "events": events}})
+
+        @app.route("/api/v2/tickets/<int:ticket_id>/tags.json", methods=["PUT", "POST", "DELETE"])
+        def tags(ticket_id: int) -> Response:
+            ticket = ticket_or_404(ticket_id)
+            if isinstance(ticket, Response):
+                return ticket
+            given = (request.get_json(silent=True) or {}).get("tags") or []
+            if request.method == "PUT":
+                ticket.tags += [t for t in given if t not in ticket.tags]
+            elif request.method == "POST":
+                ticket.tags = list(given)
+            else:
+                ticket.tags = [t for t in ticket.tags if t not in given]
+            return jsonify({"tags": ticket.tags})
+
+        return app

@@ -1,0 +1,269 @@
+"""deskmark's configuration: one typed object read once from the environment (and `.env`).
+
+Every other module receives a `Settings`; none reads `os.environ` itself. `Settings.from_env`
+collects every problem it finds and raises one `ConfigError` that names the variables to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = ["ConfigError", "Settings", "ZendeskSettings", "FreshdeskSettings", "SlackSettings"]
+
+QUALITIES = ("low", "medium", "high", "auto")
+PROVIDERS = ("openai", "local")
+DEFAULT_EDIT_MODEL = "gpt-image-2"
+DEFAULT_LOCATE_MODEL = "gpt-5-mini"
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; `problems` lists what to fix, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class ZendeskSettings:
+    base_url: str
+    email: str | None
+    api_token: str | None
+    oauth_token: str | None
+    webhook_secret: str
+    warranty_group_id: int | None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
+
+
+@dataclass(frozen=True)
+class FreshdeskSettings:
+    base_url: str
+    api_key: str
+    webhook_secret: str
+    warranty_group_id: int | None
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    bot_token: str
+    signing_secret: str
+    channel_id: str
+    api_url: str
+    approver_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://localhost:6379/0"
+    edit_provider: str = "local"
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    edit_model: str = DEFAULT_EDIT_MODEL
+    edit_quality: str = "medium"
+    locate_model: str | None = DEFAULT_LOCATE_MODEL
+    prompt: str | None = None
+    edit_rate_per_minute: int = 5
+    daily_budget_usd: float = 20.0
+    trigger_tags: tuple[str, ...] = ()
+    attachment_hosts: tuple[str, ...] = ()
+    admin_token: str | None = field(default=None, repr=False)
+    zendesk: ZendeskSettings | None = field(default=None, repr=False)
+    freshdesk: FreshdeskSettings | None = field(default=None, repr=False)
+    slack: SlackSettings | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+    ) -> Settings:
+        """Read the CONTRACT's variables; a `.env` file fills in what the environment lacks."""
+        env: dict[str, str] = {}
+        if dotenv is not None and dotenv.is_file():
+            from dotenv import dotenv_values
+
+            env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        return _parse(env)
+
+    def vendors_on(self) -> list[str]:
+        return [name for name in ("zendesk", "freshdesk", "slack") if getattr(self, name)]
+
+    def describe(self) -> dict[str, object]:
+        """A secret-free summary for logs and `deskmark check`."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            if f.name in ("openai_api_key", "admin_token", "zendesk", "freshdesk", "slack"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        out["vendors"] = self.vendors_on()
+        return out
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    problems: list[str] = []
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    def number(name: str, default: float, kind: type[int] | type[float]) -> float:
+        raw = get(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            problems.append(f"{name}={raw!r} is not a {kind.__name__}")
+            return default
+        if value < 0:
+            problems.append(f"{name} must not be negative (got {raw})")
+            return default
+        return value
+
+    def group(name: str) -> int | None:
+        raw = get(name)
+        if raw is None:
+            return None
+        if not raw.isdigit():
+            problems.append(f"{name}={raw!r} must be a numeric group id")
+            return None
+        return int(raw)
+
+    def url(name: str, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(f"{name}={value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    def csv(name: str) -> tuple[str, ...]:
+        raw = get(name) or ""
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+    openai_key = get("OPENAI_API_KEY")
+    provider = (get("DESKMARK_EDIT_PROVIDER") or ("openai" if openai_key else "local")).lower()
+    if provider not in PROVIDERS:
+        problems.append(f"DESKMARK_EDIT_PROVIDER={provider!r}: use one of {', '.join(PROVIDERS)}")
+    elif provider == "openai" and not openai_key:
+        problems.append(
+            "DESKMARK_EDIT_PROVIDER=openai needs OPENAI_API_KEY "
+            "(or set DESKMARK_EDIT_PROVIDER=local to mark photos without a model)"
+        )
+    quality = (get("DESKMARK_EDIT_QUALITY") or "medium").lower()
+    if quality not in QUALITIES:
+        problems.append(f"DESKMARK_EDIT_QUALITY={quality!r}: use one of {', '.join(QUALITIES)}")
+    base_url = get("OPENAI_BASE_URL")
+    redis_url = get("REDIS_URL") or "redis://localhost:6379/0"
+    if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+    # DESKMARK_LOCATE_MODEL set but empty turns locating off; unset means the default.
+    locate = env.get("DESKMARK_LOCATE_MODEL")
+    locate_model = DEFAULT_LOCATE_MODEL if locate is None else (locate.strip() or None)
+
+    settings = Settings(
+        redis_url=redis_url,
+        edit_provider=provider,
+        openai_api_key=openai_key,
+        openai_base_url=url("OPENAI_BASE_URL", base_url) if base_url else None,
+        edit_model=get("DESKMARK_EDIT_MODEL") or DEFAULT_EDIT_MODEL,
+        edit_quality=quality,
+        locate_model=locate_model,
+        prompt=get("DESKMARK_PROMPT"),
+        edit_rate_per_minute=int(number("DESKMARK_EDIT_RATE_PER_MINUTE", 5, int)),
+        daily_budget_usd=float(number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
+        trigger_tags=csv("DESKMARK_TRIGGER_TAGS"),
+        attachment_hosts=tuple(h.lower() for h in csv("DESKMARK_ATTACHMENT_HOSTS")),
+        admin_token=get("DESKMARK_ADMIN_TOKEN"),
+        zendesk=_zendesk(get, group, url, problems),
+        freshdesk=_freshdesk(get, group, url, problems),
+        slack=_slack(get, url, csv, problems),
+    )
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _zendesk(get, group, url, problems: list[str]) -> ZendeskSettings | None:  # type: ignore[no-untyped-def]
+    names = ("ZENDESK_SUBDOMAIN", "ZENDESK_BASE_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN",
+             "ZENDESK_OAUTH_TOKEN", "ZENDESK_WEBHOOK_SECRET")
+    if not any(get(n) for n in names):
+        return None
+    subdomain, base = get("ZENDESK_SUBDOMAIN"), get("ZENDESK_BASE_URL")
+    if base:
+        base = url("ZENDESK_BASE_URL", base)
+    elif subdomain:
+        base = f"https://{subdomain}.zendesk.com"
+    else:
+        problems.append("Zendesk: set ZENDESK_SUBDOMAIN (or ZENDESK_BASE_URL)")
+        base = ""
+    email, token, oauth = get("ZENDESK_EMAIL"), get("ZENDESK_API_TOKEN"), get("ZENDESK_OAUTH_TOKEN")
+    if not oauth and not (email and token):
+        problems.append(
+            "Zendesk: set ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL with ZENDESK_API_TOKEN "
+            "(API tokens are being retired by Zendesk on 2027-04-30: prefer OAuth)"
+        )
+    secret = get("ZENDESK_WEBHOOK_SECRET")
+    if not secret:
+        problems.append(
+            "Zendesk: set ZENDESK_WEBHOOK_SECRET to the webhook's signing secret "
+            "(Admin Center > Apps and integrations > Webhooks > your webhook > Reveal secret)"
+        )
+    return ZendeskSettings(
+        base_url=base,
+        email=email,
+        api_token=token,
+        oauth_token=oauth,
+        webhook_secret=secret or "",
+        warranty_group_id=group("ZENDESK_WARRANTY_GROUP_ID"),
+    )
+
+
+def _freshdesk(get, group, url, problems: list[str]) -> FreshdeskSettings | None:  # type: ignore[no-untyped-def]
+    names = ("FRESHDESK_DOMAIN", "FRESHDESK_BASE_URL", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET")
+    if not any(get(n) for n in names):
+        return None
+    domain, base = get("FRESHDESK_DOMAIN"), get("FRESHDESK_BASE_URL")
+    if base:
+        base = url("FRESHDESK_BASE_URL", base)
+    elif domain:
+        base = f"https://{domain.removesuffix('.freshdesk.com')}.freshdesk.com"
+    else:
+        problems.append("Freshdesk: set FRESHDESK_DOMAIN (or FRESHDESK_BASE_URL)")
+        base = ""
+    for name in ("FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):
+        if not get(name):
+            problems.append(f"Freshdesk: set {name}")
+    return FreshdeskSettings(
+        base_url=base,
+        api_key=get("FRESHDESK_API_KEY") or "",
+        webhook_secret=get("FRESHDESK_WEBHOOK_SECRET") or "",
+        warranty_group_id=group("FRESHDESK_WARRANTY_GROUP_ID"),
+    )
+
+
+def _slack(get, url, csv, problems: list[str]) -> SlackSettings | None:  # type: ignore[no-untyped-def]
+    names = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_CHANNEL_ID")
+    if not any(get(n) for n in names):
+        return None
+    for name in names:
+        if not get(name):
+            problems.append(f"Slack: set {name}")
+    channel = get("SLACK_CHANNEL_ID") or ""
+    if channel.startswith("#"):
+        problems.append(
+            f"SLACK_CHANNEL_ID={channel!r} is a channel name; Slack needs the channel ID "
+            "(C…; in Slack: channel details > About > Channel ID)"
+        )
+    api_url = url("SLACK_API_URL", get("SLACK_API_URL") or "https://slack.com/api/")
+    return SlackSettings(
+        bot_token=get("SLACK_BOT_TOKEN") or "",
+        signing_secret=get("SLACK_SIGNING_SECRET") or "",
+        channel_id=channel,
+        api_url=api_url + "/",
+        approver_ids=csv("SLACK_APPROVER_IDS"),
+    )

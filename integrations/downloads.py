@@ -1,0 +1,122 @@
+"""Fetching customer attachments without becoming a proxy into our own network.
+
+Every hop of a download is checked: the host must be the vendor's own, one of its known
+attachment hosts, or listed in DESKMARK_ATTACHMENT_HOSTS; a host that resolves to a private,
+loopback or link-local address is refused unless it is allowed explicitly (configured by the
+deployer, not merely matched by a wildcard). Credentials go only to the vendor's own origin,
+and the body is streamed with a byte cap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from integrations.errors import PermanentError, RetryableError, UnsafeURL, UnusablePhoto
+
+__all__ = ["DownloadPolicy", "fetch"]
+
+MAX_REDIRECTS = 5
+DEFAULT_MAX_BYTES = 40 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    vendor: str
+    vendor_origin: str  # scheme://host[:port] of the vendor API; gets credentials
+    known_hosts: tuple[str, ...] = ()  # vendor attachment hosts, wildcards allowed; must be public
+    extra_hosts: tuple[str, ...] = ()  # DESKMARK_ATTACHMENT_HOSTS: explicitly trusted
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def check(self, url: str) -> bool:
+        """Raise UnsafeURL if `url` may not be fetched; return True if it gets credentials."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UnsafeURL(f"not an http(s) URL: {url[:200]}")
+        host = parts.hostname.lower()
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        origin = f"{parts.scheme}://{netloc}"
+        vendor = urlsplit(self.vendor_origin)
+        vendor_netloc = vendor.netloc.lower()
+        if origin == f"{vendor.scheme}://{vendor_netloc}":
+            return True
+        # The vendor's own host counts only with its own port: 127.0.0.1:6379 is not the vendor.
+        explicit = _matches(host, netloc, self.extra_hosts) or netloc == vendor_netloc
+        if not explicit and not _matches(host, netloc, self.known_hosts):
+            raise UnsafeURL(f"host {netloc} is not {self.vendor}'s nor an allowed attachment host")
+        if not explicit:
+            _refuse_internal(host)
+        return False
+
+
+def _matches(host: str, netloc: str, patterns: tuple[str, ...]) -> bool:
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif pattern in (host, netloc):
+            return True
+    return False
+
+
+def _refuse_internal(host: str) -> None:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise UnsafeURL(f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise UnsafeURL(f"{host} resolves to a non-public address ({address})")
+
+
+def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tuple[bytes, str]:
+    """Download `url`, following redirects hop by hop; return (bytes, content type)."""
+    with httpx.Client(timeout=vendor_client.timeout, trust_env=False) as anonymous:
+        for _ in range(MAX_REDIRECTS + 1):
+            with_credentials = policy.check(url)
+            client = vendor_client if with_credentials else anonymous
+            try:
+                with client.stream("GET", url, follow_redirects=False) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    if response.status_code == 429 or response.status_code >= 500:
+                        raise RetryableError(
+                            f"attachment host answered {response.status_code}",
+                            vendor=policy.vendor, status=response.status_code,
+                        )
+                    if not response.is_success:
+                        raise PermanentError(
+                            f"attachment download answered {response.status_code}",
+                            vendor=policy.vendor, status=response.status_code,
+                        )
+                    return _read_capped(response, policy.max_bytes), response.headers.get(
+                        "content-type", ""
+                    )
+            except httpx.TimeoutException as exc:
+                raise RetryableError("attachment download timed out", vendor=policy.vendor) from exc
+            except httpx.TransportError as exc:
+                raise RetryableError(
+                    f"attachment download failed: {exc}", vendor=policy.vendor
+                ) from exc
+    raise UnsafeURL(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > max_bytes:
+            raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)

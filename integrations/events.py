@@ -1,0 +1,169 @@
+"""The domain objects that travel between the webhook, the queue and the pipeline.
+
+Everything here is a small frozen dataclass with `to_dict`/`from_dict`, because Celery carries
+JSON, and the webhook parsers build them from vendor payloads (validated at that boundary).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "RawRequest",
+    "Ignored",
+    "Malformed",
+    "TicketEvent",
+    "SourcePhoto",
+    "Ticket",
+    "NoteFile",
+    "Helpdesk",
+    "IMAGE_TYPES",
+    "job_id_for",
+]
+
+# Content types deskmark considers photos; the bytes are checked again after download.
+IMAGE_TYPES = {
+    "image/jpeg": ".jpg",
+    "image/jpg": ".jpg",
+    "image/pjpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif"}
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """A vendor request as bytes and headers, free of any web framework."""
+
+    body: bytes
+    headers: dict[str, str]  # lower-cased names
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class Ignored(Exception):
+    """A well-formed event deskmark deliberately does not act on (answered 200)."""
+
+
+class Malformed(Exception):
+    """A request that cannot be an event of this vendor (answered 400)."""
+
+
+@dataclass(frozen=True)
+class SourcePhoto:
+    """One customer attachment that may be a photo of damage."""
+
+    attachment_id: str
+    filename: str
+    content_type: str
+    url: str
+    author_id: str | None = None
+    comment_id: str | None = None
+    inline: bool = False
+    size: int | None = None
+
+    def looks_like_image(self) -> bool:
+        ctype = self.content_type.split(";")[0].strip().lower()
+        if ctype in IMAGE_TYPES:
+            return True
+        ext = "." + self.filename.rsplit(".", 1)[-1].lower() if "." in self.filename else ""
+        # A generic type with an image extension is worth downloading; the bytes decide.
+        return ctype in ("", "application/octet-stream", "binary/octet-stream") and (
+            ext in IMAGE_EXTENSIONS
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourcePhoto:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TicketEvent:
+    """A verified, parsed helpdesk event, ready for the queue."""
+
+    vendor: str
+    ticket_id: str
+    kind: str
+    delivery_key: str
+    actor_id: str | None = None
+    photo: SourcePhoto | None = None  # set when the event names exactly one attachment
+    subject: str | None = None
+    tags: tuple[str, ...] | None = None  # None: unknown, the worker reads the ticket
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["photo"] = self.photo.to_dict() if self.photo else None
+        data["tags"] = list(self.tags) if self.tags is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TicketEvent:
+        data = dict(data)
+        photo = data.pop("photo", None)
+        tags = data.pop("tags", None)
+        return cls(
+            photo=SourcePhoto.from_dict(photo) if photo else None,
+            tags=tuple(tags) if tags is not None else None,
+            **data,
+        )
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    subject: str
+    description: str
+    tags: tuple[str, ...]
+    url: str  # where an agent opens it
+
+
+@dataclass(frozen=True)
+class NoteFile:
+    filename: str
+    data: bytes
+    content_type: str
+
+
+class Helpdesk(Protocol):
+    """What the pipeline needs from a helpdesk; Zendesk, Freshdesk and the sandbox implement it."""
+
+    vendor: str
+
+    def own_user_id(self) -> str: ...
+
+    def ticket(self, ticket_id: str) -> Ticket: ...
+
+    def photos(self, ticket_id: str) -> list[SourcePhoto]:
+        """Every attachment on the ticket (inline images included), images or not."""
+        ...
+
+    def download(self, photo: SourcePhoto) -> tuple[bytes, str]: ...
+
+    def post_note(self, ticket_id: str, html: str, files: list[NoteFile]) -> str:
+        """Add a private note with files; return its id."""
+        ...
+
+    def find_note(self, ticket_id: str, marker: str) -> str | None:
+        """The id of a note deskmark already posted containing `marker`, if any."""
+        ...
+
+    def escalate(self, ticket_id: str, tags: list[str], group_id: int | None) -> None:
+        """Add tags (keeping the existing ones) and assign the group, if any."""
+        ...
+
+
+def job_id_for(vendor: str, ticket_id: str, attachment_id: str) -> str:
+    """Deterministic: the same photo always maps to the same job, whoever delivers it."""
+    digest = hashlib.sha256(f"{vendor}:{ticket_id}:{attachment_id}".encode()).hexdigest()
+    return f"dm-{digest[:16]}"

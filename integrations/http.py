@@ -1,0 +1,82 @@
+"""The one place deskmark builds HTTP clients for vendors, and turns their answers into errors.
+
+Vendor clients never construct `httpx.Client` themselves: `make_http_client` sets timeouts,
+the user agent and auth, and `raise_for_vendor` maps 429/5xx/4xx to `integrations.errors`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+
+from integrations.errors import PermanentError, RateLimited, RetryableError
+
+__all__ = ["USER_AGENT", "make_http_client", "raise_for_vendor", "parse_retry_after", "call"]
+
+USER_AGENT = "deskmark/0.1 (+https://github.com/deskmark/deskmark)"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+def make_http_client(
+    base_url: str = "",
+    *,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+) -> httpx.Client:
+    # Redirects are never followed implicitly: downloads follow them hop by hop (see downloads).
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def raise_for_vendor(response: httpx.Response, vendor: str) -> httpx.Response:
+    """Return the response when it is a success; raise the matching deskmark error otherwise."""
+    if response.is_success:
+        return response
+    status = response.status_code
+    request_id = response.headers.get("x-request-id") or response.headers.get("x-zendesk-request-id")
+    detail = response.text[:300]
+    message = f"{vendor} answered {status} to {response.request.method} {response.request.url.path}: {detail}"
+    kw = {"vendor": vendor, "status": status, "request_id": request_id}
+    if status == 429:
+        raise RateLimited(message, retry_after=parse_retry_after(response.headers), **kw)
+    if status >= 500 or status in (408, 409):
+        raise RetryableError(message, **kw)
+    raise PermanentError(message, **kw)
+
+
+def call(client: httpx.Client, vendor: str, method: str, url: str, **kw: object) -> httpx.Response:
+    """One request; transport failures become `RetryableError`, bad statuses deskmark errors."""
+    try:
+        response = client.request(method, url, **kw)  # type: ignore[arg-type]
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{vendor} timed out on {method} {url}", vendor=vendor) from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{vendor} unreachable on {method} {url}: {exc}", vendor=vendor) from exc
+    return raise_for_vendor(response, vendor)

@@ -1,0 +1,127 @@
+"""What deskmark knows about image edit models: sizes, prompt limits, prices, retirements.
+
+The model is configuration (DESKMARK_EDIT_MODEL). Models not in `MODELS` are passed through
+with a warning and no cost estimate; retired ones are refused with a named replacement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+__all__ = ["ImageModel", "MODELS", "lookup", "retirement_problem", "request_size", "cost_usd"]
+
+FLEXIBLE = "flexible"
+CLASSIC_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
+# deskmark's own ceiling on the long edge it sends: bigger costs more and marks no better.
+MAX_REQUEST_EDGE = 1536
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    name: str
+    sizes: str | tuple[tuple[int, int], ...]
+    prompt_limit: int
+    input_fidelity: bool
+    # USD per 1M tokens: text input, image input, image output
+    prices: tuple[float, float, float] | None
+    shutdown: date | None = None
+    replacement: str | None = None
+
+
+MODELS: dict[str, ImageModel] = {
+    m.name: m
+    for m in (
+        ImageModel("gpt-image-2", FLEXIBLE, 32000, False, (5.0, 8.0, 30.0)),
+        ImageModel("gpt-image-1.5", CLASSIC_SIZES, 32000, True, (5.0, 8.0, 32.0),
+                   date(2026, 12, 1), "gpt-image-2"),
+        ImageModel("gpt-image-1-mini", CLASSIC_SIZES, 32000, False, (2.0, 2.5, 8.0),
+                   date(2026, 12, 1), "gpt-image-2"),
+        ImageModel("chatgpt-image-latest", CLASSIC_SIZES, 32000, True, None,
+                   date(2026, 12, 1), "gpt-image-2"),
+        ImageModel("gpt-image-1", CLASSIC_SIZES, 32000, True, None,
+                   date(2026, 10, 23), "gpt-image-2"),
+        ImageModel("dall-e-2", ((1024, 1024),), 1000, False, None,
+                   date(2026, 5, 12), "gpt-image-2"),
+    )
+}
+
+
+def lookup(name: str) -> ImageModel | None:
+    if name in MODELS:
+        return MODELS[name]
+    if name.startswith("gpt-image-2"):
+        # gpt-image-2.5-* and dated snapshots share gpt-image-2's size rules; price unknown.
+        return ImageModel(name, FLEXIBLE, 32000, False, None)
+    return None
+
+
+def retirement_problem(name: str, today: date | None = None) -> str | None:
+    """A message when the model is shut down (an error), else None."""
+    model = lookup(name)
+    today = today or date.today()
+    if model and model.shutdown and model.shutdown <= today:
+        return (
+            f"DESKMARK_EDIT_MODEL={name}: OpenAI shut this model down on {model.shutdown}; "
+            f"use {model.replacement} (set DESKMARK_EDIT_MODEL={model.replacement})"
+        )
+    return None
+
+
+def retirement_warning(name: str, today: date | None = None) -> str | None:
+    model = lookup(name)
+    today = today or date.today()
+    if model is None:
+        return f"DESKMARK_EDIT_MODEL={name} is not a model deskmark knows: passed through as is, no cost estimate"
+    if model.shutdown and model.shutdown > today:
+        return (
+            f"DESKMARK_EDIT_MODEL={name} is scheduled for shutdown on {model.shutdown}; "
+            f"move to {model.replacement}"
+        )
+    return None
+
+
+def _round16(value: float) -> int:
+    return max(16, int(round(value / 16)) * 16)
+
+
+def request_size(model_name: str, width: int, height: int) -> tuple[int, int]:
+    """The WxH to send for a photo of width x height, keeping its aspect ratio where allowed."""
+    model = lookup(model_name)
+    if model is None or model.sizes != FLEXIBLE:
+        sizes = model.sizes if model and model.sizes != FLEXIBLE else CLASSIC_SIZES
+        aspect = width / height
+        return min(sizes, key=lambda s: abs(math.log((s[0] / s[1]) / aspect)))  # type: ignore[union-attr]
+    # gpt-image-2: sides multiples of 16, aspect <= 3:1, pixels within [655_360, 8_294_400],
+    # long edge <= 3840 and short edge <= 2160.
+    aspect = min(max(width / height, 1 / 3), 3)
+    long_edge = min(max(width, height), MAX_REQUEST_EDGE)
+    if aspect >= 1:
+        w, h = long_edge, long_edge / aspect
+    else:
+        w, h = long_edge * aspect, long_edge
+    if w * h < 655_360:
+        scale = math.sqrt(655_360 / (w * h))
+        w, h = w * scale, h * scale
+    sw, sh = _round16(w), _round16(h)
+    while sw * sh < 655_360:  # rounding fell short: grow the side that keeps the aspect best
+        wider, taller = (sw + 16, sh), (sw, sh + 16)
+        sw, sh = min(wider, taller, key=lambda s: abs(math.log(s[0] / s[1] / aspect)))
+    return sw, sh
+
+
+def cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | None:
+    """Cost of one call from the API's own `usage`; None when the price or usage is unknown."""
+    model = lookup(model_name)
+    if model is None or model.prices is None or not usage:
+        return None
+    text_price, image_price, out_price = model.prices
+    details = usage.get("input_tokens_details") or {}
+    text_in = details.get("text_tokens")
+    image_in = details.get("image_tokens")
+    if text_in is None or image_in is None:
+        text_in, image_in = usage.get("input_tokens", 0), 0
+    out = usage.get("output_tokens", 0)
+    return (text_in * text_price + image_in * image_price + out * out_price) / 1_000_000

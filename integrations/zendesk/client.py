@@ -1,0 +1,138 @@
+"""All of deskmark's Zendesk API calls, over httpx; implements `integrations.events.Helpdesk`."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from integrations.config import ZendeskSettings
+from integrations.downloads import DownloadPolicy, fetch
+from integrations.events import NoteFile, SourcePhoto, Ticket
+from integrations.http import call, make_http_client
+
+__all__ = ["ZendeskClient", "ZENDESK_ATTACHMENT_HOSTS"]
+
+# content_url redirects to signed URLs on these hosts; they reject an Authorization header.
+ZENDESK_ATTACHMENT_HOSTS = ("*.zdusercontent.com", "*.zendesk.com")
+
+
+class ZendeskClient:
+    vendor = "zendesk"
+
+    def __init__(self, settings: ZendeskSettings, extra_hosts: tuple[str, ...] = ()) -> None:
+        self.settings = settings
+        if settings.oauth_token:
+            auth: httpx.Auth = _Bearer(settings.oauth_token)
+        else:
+            # API-token auth is Basic `{email}/token:{api_token}`.
+            auth = httpx.BasicAuth(f"{settings.email}/token", settings.api_token or "")
+        self.http = make_http_client(settings.base_url, auth=auth)
+        origin = urlsplit(settings.base_url)
+        self.policy = DownloadPolicy(
+            vendor=self.vendor,
+            vendor_origin=f"{origin.scheme}://{origin.netloc}",
+            known_hosts=ZENDESK_ATTACHMENT_HOSTS,
+            extra_hosts=extra_hosts,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        response = call(self.http, self.vendor, method, path, **kw)
+        return response.json() if response.content else {}
+
+    def own_user_id(self) -> str:
+        return str(self._json("GET", "/api/v2/users/me.json")["user"]["id"])
+
+    def ticket(self, ticket_id: str) -> Ticket:
+        data = self._json("GET", f"/api/v2/tickets/{ticket_id}.json")["ticket"]
+        return Ticket(
+            id=str(data["id"]),
+            subject=data.get("subject") or "",
+            description=data.get("description") or "",
+            tags=tuple(data.get("tags") or ()),
+            url=f"{self.settings.base_url}/agent/tickets/{ticket_id}",
+        )
+
+    def _comments(self, ticket_id: str) -> list[dict[str, Any]]:
+        comments: list[dict[str, Any]] = []
+        url: str | None = f"/api/v2/tickets/{ticket_id}/comments.json"
+        # Pasted screenshots are left out of the listing without include_inline_images.
+        params: dict[str, str] | None = {"include_inline_images": "true", "page[size]": "100"}
+        while url:
+            page = self._json("GET", url, params=params)
+            comments.extend(page.get("comments") or [])
+            has_more = (page.get("meta") or {}).get("has_more")
+            url = (page.get("links") or {}).get("next") if has_more else None
+            params = None  # the next link carries every parameter
+        return comments
+
+    def photos(self, ticket_id: str) -> list[SourcePhoto]:
+        found: list[SourcePhoto] = []
+        for comment in self._comments(ticket_id):
+            for attachment in comment.get("attachments") or []:
+                found.append(
+                    SourcePhoto(
+                        attachment_id=str(attachment["id"]),
+                        filename=attachment.get("file_name") or "photo",
+                        content_type=attachment.get("content_type") or "",
+                        url=attachment.get("content_url") or "",
+                        author_id=str(comment.get("author_id") or "") or None,
+                        comment_id=str(comment.get("id")),
+                        inline=bool(attachment.get("inline")),
+                        size=attachment.get("size"),
+                    )
+                )
+        return found
+
+    def download(self, photo: SourcePhoto) -> tuple[bytes, str]:
+        return fetch(photo.url, self.policy, self.http)
+
+    def _upload(self, file: NoteFile) -> str:
+        response = self._json(
+            "POST",
+            "/api/v2/uploads.json",
+            params={"filename": file.filename},
+            content=file.data,
+            headers={"Content-Type": file.content_type},
+        )
+        return str(response["upload"]["token"])
+
+    def post_note(self, ticket_id: str, html_body: str, files: list[NoteFile]) -> str:
+        tokens = [self._upload(f) for f in files]
+        ticket: dict[str, Any] = {
+            "comment": {"html_body": html_body, "public": False, "uploads": tokens}
+        }
+        data = self._json("PUT", f"/api/v2/tickets/{ticket_id}.json", json={"ticket": ticket})
+        for event in (data.get("audit") or {}).get("events") or []:
+            if event.get("type") == "Comment":
+                return str(event.get("id"))
+        return ""
+
+    def find_note(self, ticket_id: str, marker: str) -> str | None:
+        for comment in self._comments(ticket_id):
+            text = (comment.get("html_body") or "") + (comment.get("body") or "")
+            if marker in text or html.escape(marker) in text:
+                return str(comment.get("id"))
+        return None
+
+    def escalate(self, ticket_id: str, tags: list[str], group_id: int | None) -> None:
+        # PUT on /tags adds to the existing tags; `tags` in a ticket PUT would replace them all.
+        self._json("PUT", f"/api/v2/tickets/{ticket_id}/tags.json", json={"tags": tags})
+        if group_id is not None:
+            self._json(
+                "PUT", f"/api/v2/tickets/{ticket_id}.json", json={"ticket": {"group_id": group_id}}
+            )
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request

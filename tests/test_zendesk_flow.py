@@ -1,0 +1,153 @@
+"""The core flow end to end: signed Zendesk webhook → real Redis → real worker process →
+loopback OpenAI → a private note on the loopback Zendesk, escalated."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+
+import httpx
+from PIL import Image
+
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.photos import damaged_product
+from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.zendesk import SandboxZendesk
+from integrations.events import job_id_for
+from tests.conftest import WARRANTY_GROUP, WorkerProcess, post_signed, wait_for
+from worker.images import sniff
+from worker.store import Store
+
+CUSTOMER = SandboxZendesk.CUSTOMER_ID
+
+
+def png_screenshot() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (900, 600), (240, 240, 240)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def calls_for(openai_fake: SandboxOpenAI, subject: str) -> list[dict[str, object]]:
+    return [c for c in openai_fake.calls if subject in str(c["prompt"])]
+
+
+def settle(zendesk: SandboxZendesk, ticket_id: int, count: int, timeout: float = 60) -> list:
+    """Wait for `count` notes with files, then a little longer to catch any extra one."""
+    wait_for(lambda: len([n for n in zendesk.notes(ticket_id) if n.attachments]) >= count,
+             timeout=timeout)
+    time.sleep(1.5)
+    return [n for n in zendesk.notes(ticket_id) if n.attachments]
+
+
+def test_attachment_event_gets_exactly_one_marked_note(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk,
+    openai_fake: SandboxOpenAI,
+) -> None:
+    subject = f"Cracked screen {uuid.uuid4().hex[:8]}"
+    ticket_id = zendesk.create_ticket(subject, "It arrived like this.", tags=["vip", "delivery"])
+    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
+                                  [("IMG_0001.jpg", damaged_product(), "image/jpeg")],
+                                  notify=False)
+    answers_before = len(zendesk.webhook_answers)
+    files_before = len(zendesk.file_requests)
+    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
+    assert post_signed(web.url, zendesk, event).status_code == 202
+
+    [note] = settle(zendesk, ticket_id, 1)
+    [marked] = note.attachments
+    assert not note.public
+    assert marked.content_type == "image/jpeg" and sniff(marked.data) == "JPEG"
+    assert marked.file_name.endswith(".jpg")
+    job_id = job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
+    assert job_id in note.html_body
+    assert "gpt-image-2" in note.html_body and "$0.0" in note.html_body
+    assert "whole image was regenerated" in note.html_body
+
+    ticket = zendesk.tickets[ticket_id]
+    assert ticket.tags == ["vip", "delivery", "deskmark_annotated", "warranty_review"]
+    assert ticket.group_id == int(WARRANTY_GROUP)
+
+    [call] = calls_for(openai_fake, subject)
+    assert call["model"] == "gpt-image-2"
+    assert call["parts"] == [("photo.png", "image/png")]
+    assert call["size"] == "1536x1152"  # the photo's 4:3, multiples of 16
+
+    # The attachment came through its redirect; the signed-URL host never saw credentials.
+    fetched = zendesk.file_requests[files_before:]
+    assert fetched and all(r["authorization"] is None for r in fetched)
+    # Zendesk's event for deskmark's own note attachment was answered 200 (ignored).
+    assert wait_for(lambda: zendesk.webhook_answers[answers_before:]) == [200]
+
+
+def test_trigger_marks_every_image_inline_included_and_skips_a_pdf(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk,
+    openai_fake: SandboxOpenAI, redis_url: str,
+) -> None:
+    subject = f"Dented kettle {uuid.uuid4().hex[:8]}"
+    ticket_id = zendesk.create_ticket(subject, "Dented on arrival, see photos.")
+    first = zendesk.add_comment(ticket_id, CUSTOMER, "photos", [
+        ("kettle.jpg", damaged_product(seed=1), "image/jpeg"),
+        ("invoice.pdf", b"%PDF-1.4 not a photo", "application/pdf"),
+    ], notify=False)
+    zendesk.add_comment(ticket_id, 1002, "agent: thanks", [], notify=False)
+    inline = zendesk.add_comment(ticket_id, CUSTOMER, "pasted screenshot",
+                                 [("image.png", png_screenshot(), "image/png", True)],
+                                 notify=False)
+    zendesk.page_size = 2  # the listing has to follow the cursor to find the screenshot
+    try:
+        response = post_signed(web.url, zendesk,
+                               {"ticket_id": str(ticket_id), "actor_id": str(CUSTOMER)})
+        assert response.status_code == 202
+        notes = settle(zendesk, ticket_id, 2)
+    finally:
+        zendesk.page_size = 100
+    assert len(notes) == 2
+    assert sorted(n.attachments[0].file_name for n in notes) == ["image-marked.jpg",
+                                                                 "kettle-marked.jpg"]
+    assert len(calls_for(openai_fake, subject)) == 2
+    listing = [r for r in zendesk.requests if r["path"].endswith(f"/{ticket_id}/comments.json")]
+    assert all("include_inline_images=true" in r["query"] for r in listing)
+    store = Store.from_url(redis_url)
+    pdf = store.job(job_id_for("zendesk", str(ticket_id), str(first.attachments[1].id)))
+    assert pdf["state"] == "skipped" and "not an image" in pdf["reason"]
+    assert store.job(job_id_for("zendesk", str(ticket_id),
+                                str(inline.attachments[0].id)))["state"] == "done"
+
+
+def test_repeated_deliveries_give_one_note_and_one_edit(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk,
+    openai_fake: SandboxOpenAI,
+) -> None:
+    subject = f"Scratched lens {uuid.uuid4().hex[:8]}"
+    ticket_id = zendesk.create_ticket(subject, "Scratch on the lens.")
+    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
+                                  [("lens.jpg", damaged_product(seed=3), "image/jpeg")],
+                                  notify=False)
+    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
+    import json
+
+    body = json.dumps(event).encode()
+    headers = zendesk.signed_headers(body)  # one invocation id for all eight
+    codes: list[int] = []
+
+    def deliver() -> None:
+        codes.append(httpx.post(f"{web.url}/webhooks/zendesk", content=body, headers=headers,
+                                timeout=15).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200] * 7 + [202]
+    settle(zendesk, ticket_id, 1)
+    # Later: the same delivery again, and the same event under a new invocation id.
+    assert httpx.post(f"{web.url}/webhooks/zendesk", content=body, headers=headers,
+                      timeout=15).status_code == 200
+    assert post_signed(web.url, zendesk, event).status_code == 202
+    time.sleep(3)
+    assert len([n for n in zendesk.notes(ticket_id) if n.attachments]) == 1
+    assert len(calls_for(openai_fake, subject)) == 1
+    assert zendesk.tickets[ticket_id].tags.count("warranty_review") == 1

@@ -1,0 +1,170 @@
+"""The web app: helpdesk webhooks in, durable jobs out; health endpoints and the dashboard.
+
+`create_app(settings=None)` is the Flask app factory (`gunicorn 'webhooks:create_app()'`).
+A webhook is verified, parsed, de-duplicated and enqueued, and answered without calling the
+helpdesk: 202 enqueued · 200 deliberately ignored · 400 malformed · 401 bad signature ·
+413 too large · 503 (with Retry-After) when it could not be enqueued.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from typing import Any
+
+import redis
+from flask import Flask, Response, abort, jsonify, render_template, request
+from kombu.exceptions import KombuError, OperationalError
+
+from integrations.config import Settings
+from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
+from integrations.zendesk import webhook as zendesk_webhook
+from worker.app import QUEUE, make_celery
+from worker.store import Store
+
+__all__ = ["create_app", "MAX_BODY_BYTES", "RETRY_AFTER_SECONDS"]
+
+MAX_BODY_BYTES = 1024 * 1024  # helpdesk events are a few KB; attachments are never inlined
+RETRY_AFTER_SECONDS = 30  # Zendesk retries a 503 only when Retry-After is under 60 s
+OWN_ID_CACHE_SECONDS = 60
+
+
+class Intake:
+    """Accepts parsed events: loop guard, de-duplication, enqueue."""
+
+    def __init__(self, settings: Settings, store: Store, celery: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.celery = celery
+        self._own: dict[str, tuple[str | None, float]] = {}
+
+    def own_user_id(self, vendor: str) -> str | None:
+        value, expires = self._own.get(vendor, (None, 0.0))
+        if value and time.monotonic() < expires:
+            return value
+        # Learnt by the worker from the vendor's API. Not knowing it yet is not cached: the
+        # event for deskmark's first note arrives seconds after the worker learnt it.
+        value = self.store.own_user_id(vendor)
+        if value:
+            self._own[vendor] = (value, time.monotonic() + OWN_ID_CACHE_SECONDS)
+        return value
+
+    def accept(self, event: TicketEvent) -> tuple[Response, int]:
+        try:
+            own = self.own_user_id(event.vendor)
+            if own and event.actor_id == own:
+                return _answer("ignored", "deskmark's own action"), 200
+            if not self.store.claim_delivery(event.vendor, event.delivery_key):
+                return _answer("ignored", "duplicate delivery"), 200
+        except redis.RedisError:
+            return _unavailable("the job store (Redis) is unreachable")
+        try:
+            self.celery.send_task(
+                "deskmark.handle_event", args=[event.to_dict()], queue=QUEUE, ignore_result=True
+            )
+        except (OperationalError, KombuError, redis.RedisError, OSError):
+            try:
+                self.store.release_delivery(event.vendor, event.delivery_key)
+            except redis.RedisError:
+                pass
+            return _unavailable("the queue (Redis) is unreachable")
+        return _answer("enqueued", f"{event.vendor} ticket {event.ticket_id}"), 202
+
+
+def _answer(status: str, detail: str) -> Response:
+    return jsonify({"status": status, "detail": detail})
+
+
+def _unavailable(detail: str) -> tuple[Response, int]:
+    response = jsonify({"status": "unavailable", "detail": detail})
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, 503
+
+
+def _raw_request() -> RawRequest:
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    return RawRequest(body=body, headers={k.lower(): v for k, v in request.headers.items()})
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    store = Store.from_url(settings.redis_url, timeout=2.0)
+    intake = Intake(settings, store, make_celery(settings))
+    app.extensions["deskmark"] = intake
+    zendesk_verifier = (
+        zendesk_webhook.ZendeskSignature(settings.zendesk.webhook_secret)
+        if settings.zendesk else None
+    )
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> tuple[Response, int]:
+        return _answer("rejected", f"body over {MAX_BODY_BYTES} bytes"), 413
+
+    @app.post("/webhooks/zendesk")
+    def zendesk() -> tuple[Response, int]:
+        if zendesk_verifier is None:
+            return _answer("rejected", "Zendesk is not configured (ZENDESK_* variables)"), 404
+        raw = _raw_request()
+        if not zendesk_verifier.is_valid(raw):
+            return _answer("rejected", "missing, wrong or stale Zendesk signature"), 401
+        try:
+            event = zendesk_webhook.parse(raw)
+        except Malformed as exc:
+            return _answer("rejected", str(exc)), 400
+        except Ignored as exc:
+            return _answer("ignored", str(exc)), 200
+        return intake.accept(event)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _answer("ok", "alive")
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        checks: dict[str, str] = {}
+        try:
+            store.r.ping()
+            checks["redis"] = "ok"
+            checks["worker"] = "ok" if store.worker_seen() else "no heartbeat in the last 45 s"
+        except redis.RedisError as exc:
+            checks["redis"] = f"unreachable: {exc}"
+            checks["worker"] = "unknown"
+        ready = all(v == "ok" for v in checks.values())
+        return jsonify({"status": "ready" if ready else "not ready", **checks}), (
+            200 if ready else 503
+        )
+
+    def admin_only() -> None:
+        token = settings.admin_token
+        if token is None:
+            if not ipaddress.ip_address(request.remote_addr or "0.0.0.0").is_loopback:
+                abort(Response("the dashboard answers only on loopback until "
+                               "DESKMARK_ADMIN_TOKEN is set\n", 403))
+            return
+        given = ""
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header.removeprefix("Bearer ").strip()
+        elif request.authorization is not None:
+            given = request.authorization.password or ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            abort(Response("DESKMARK_ADMIN_TOKEN required\n", 401,
+                           {"WWW-Authenticate": 'Basic realm="deskmark"'}))
+
+    @app.get("/")
+    def dashboard() -> str:
+        admin_only()
+        return render_template("dashboard.html", jobs=store.recent_jobs(100), settings=settings)
+
+    @app.get("/jobs/<job_id>/marked.jpg")
+    def marked(job_id: str) -> Response:
+        admin_only()
+        image = store.marked(job_id)
+        if image is None:
+            abort(404)
+        return Response(image, mimetype="image/jpeg")
+
+    return app

@@ -1,0 +1,38 @@
+"""The one function that owns Celery's configuration, for the worker and for the web app."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from integrations.config import Settings
+
+__all__ = ["make_celery", "VISIBILITY_TIMEOUT", "QUEUE"]
+
+QUEUE = "deskmark"
+# Longer than the longest job (an edit may take 4 minutes; downloads and uploads add some):
+# with the Redis transport an unacknowledged message comes back only after this, and every
+# retry countdown must stay below it or the message is delivered twice.
+VISIBILITY_TIMEOUT = 3600
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("deskmark", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        # A worker killed mid-task (OOM, SIGKILL, deploy) puts the message back.
+        task_reject_on_worker_lost=True,
+        task_default_queue=QUEUE,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        # The web app must answer a webhook within seconds: publish fails fast, we answer 503.
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0.1,
+                                   "interval_step": 0.2, "interval_max": 0.3},
+        worker_send_task_events=False,
+        enable_utc=True,
+    )
+    return app

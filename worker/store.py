@@ -1,0 +1,140 @@
+"""Job state in Redis: delivery de-duplication, job records, step marks, leases, marked images.
+
+Keys (all under `dm:`):
+  delivery:{vendor}:{key}   a webhook delivery already accepted (7 days)
+  self:{vendor}             deskmark's own user id at that vendor (1 day)
+  job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …)
+  job:{id}:marked           the marked image bytes, kept so a retry never pays for a second edit
+  lease:{id}                held while one worker runs the job
+  jobs                      sorted set of job ids by last update (the dashboard reads it)
+  heartbeat:worker          refreshed by every running worker
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+
+__all__ = ["Store", "JOB_STATES", "DELIVERY_TTL"]
+
+DELIVERY_TTL = 7 * 24 * 3600
+MARKED_TTL = 14 * 24 * 3600
+JOB_TTL = 90 * 24 * 3600
+JOB_STATES = ("queued", "running", "retrying", "done", "skipped", "failed", "ignored")
+HEARTBEAT_TTL = 45
+
+
+def connect(url: str, timeout: float = 5.0) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+    )
+
+
+class Store:
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 5.0) -> Store:
+        return cls(connect(url, timeout))
+
+    # --- web side -----------------------------------------------------------------------------
+    def claim_delivery(self, vendor: str, key: str) -> bool:
+        """True the first time a delivery key is seen; False for a duplicate."""
+        return bool(self.r.set(f"dm:delivery:{vendor}:{key}", b"1", nx=True, ex=DELIVERY_TTL))
+
+    def release_delivery(self, vendor: str, key: str) -> None:
+        """Forget a delivery we could not enqueue, so the vendor's retry is accepted."""
+        self.r.delete(f"dm:delivery:{vendor}:{key}")
+
+    def own_user_id(self, vendor: str) -> str | None:
+        value = self.r.get(f"dm:self:{vendor}")
+        return value.decode() if value else None
+
+    def set_own_user_id(self, vendor: str, user_id: str) -> None:
+        self.r.set(f"dm:self:{vendor}", user_id.encode(), ex=24 * 3600)
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def job(self, job_id: str) -> dict[str, Any]:
+        raw = self.r.hgetall(f"dm:job:{job_id}")
+        return {k.decode(): _decode(v) for k, v in raw.items()}
+
+    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
+        """Create the record unless it exists; return True when created."""
+        key = f"dm:job:{job_id}"
+        now = time.time()
+        created = bool(self.r.hsetnx(key, "created", _encode(now)))
+        if created:
+            self.update(job_id, {"job_id": job_id, "state": "queued", "attempts": 0, **fields})
+            self.r.expire(key, JOB_TTL)
+        return created
+
+    def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(f"dm:job:{job_id}", mapping={k: _encode(v) for k, v in {**fields,
+                                                                           "updated": now}.items()})
+        pipe.zadd("dm:jobs", {job_id: now})
+        pipe.execute()
+
+    def count_attempt(self, job_id: str) -> int:
+        return int(self.r.hincrby(f"dm:job:{job_id}", "attempts", 1))
+
+    def recent_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        ids = self.r.zrevrange("dm:jobs", 0, limit - 1)
+        pipe = self.r.pipeline()
+        for job_id in ids:
+            pipe.hgetall(f"dm:job:{job_id.decode()}")
+        return [
+            {k.decode(): _decode(v) for k, v in raw.items()} for raw in pipe.execute() if raw
+        ]
+
+    # --- the marked image ---------------------------------------------------------------------
+    def save_marked(self, job_id: str, image: bytes, meta: dict[str, Any]) -> None:
+        pipe = self.r.pipeline()
+        pipe.set(f"dm:job:{job_id}:marked", image, ex=MARKED_TTL)
+        pipe.hset(f"dm:job:{job_id}", mapping={"mark": _encode(meta)})
+        pipe.execute()
+
+    def marked(self, job_id: str) -> bytes | None:
+        value = self.r.get(f"dm:job:{job_id}:marked")
+        return bytes(value) if value is not None else None
+
+    # --- leases -------------------------------------------------------------------------------
+    def acquire_lease(self, job_id: str, seconds: int) -> str | None:
+        token = uuid.uuid4().hex
+        if self.r.set(f"dm:lease:{job_id}", token.encode(), nx=True, ex=seconds):
+            return token
+        return None
+
+    def release_lease(self, job_id: str, token: str) -> None:
+        # Delete only our own lease: compare-and-delete in one step.
+        self.r.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+            " return 0",
+            1,
+            f"dm:lease:{job_id}",
+            token,
+        )
+
+    # --- liveness -----------------------------------------------------------------------------
+    def beat(self, worker_name: str) -> None:
+        self.r.set("dm:heartbeat:worker", worker_name.encode(), ex=HEARTBEAT_TTL)
+
+    def worker_seen(self) -> bool:
+        return bool(self.r.exists("dm:heartbeat:worker"))
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _decode(value: bytes) -> Any:
+    try:
+        return json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return value.decode(errors="replace")

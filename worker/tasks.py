@@ -1,0 +1,131 @@
+"""Celery tasks: thin wrappers over `worker.pipeline`, plus the retry policy and worker start-up.
+
+Tasks take JSON-able dicts. `handle_event` fans an event out into one `process_photo` per photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_init, worker_ready, worker_shutdown
+
+from integrations.config import Settings
+from integrations.errors import PermanentError, RateLimited, RetryableError, UnusablePhoto
+from integrations.events import TicketEvent
+from integrations.models import retirement_problem, retirement_warning
+from integrations.openai_images import OpenAIEditor
+from integrations.zendesk.client import ZendeskClient
+from worker import pipeline
+from worker.app import VISIBILITY_TIMEOUT, make_celery
+from worker.store import Store
+
+__all__ = ["app", "handle_event", "process_photo", "runtime", "retry_countdown"]
+
+log = logging.getLogger("deskmark.worker")
+
+settings = Settings.from_env()
+app = make_celery(settings)
+
+MAX_RETRIES = 6
+
+
+def retry_countdown(exc: RetryableError, retries: int) -> float:
+    """Seconds before the next attempt: the vendor's Retry-After when it gave one, else
+    exponential backoff with jitter; always below the broker's visibility timeout."""
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        delay = exc.retry_after + random.uniform(0, 1)
+    else:
+        delay = min(300.0, 5.0 * 2**retries) * random.uniform(0.5, 1.0)
+    return min(delay, VISIBILITY_TIMEOUT - 120)
+
+
+_runtime: pipeline.Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> pipeline.Runtime:
+    """The per-process runtime: settings, Redis, vendor clients. Built on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            helpdesks: dict[str, Any] = {}
+            if settings.zendesk:
+                helpdesks["zendesk"] = ZendeskClient(settings.zendesk, settings.attachment_hosts)
+            editor = OpenAIEditor(settings) if settings.edit_provider == "openai" else None
+            _runtime = pipeline.Runtime(
+                settings=settings,
+                store=Store.from_url(settings.redis_url),
+                helpdesks=helpdesks,
+                editor=editor,
+            )
+        return _runtime
+
+
+@app.task(bind=True, name="deskmark.handle_event", max_retries=MAX_RETRIES)
+def handle_event(self: Task, event: dict[str, Any]) -> None:
+    try:
+        jobs = pipeline.expand_event(TicketEvent.from_dict(event), runtime())
+    except RetryableError as exc:
+        raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
+    except (PermanentError, UnusablePhoto) as exc:
+        log.warning("event for ticket %s dropped: %s", event.get("ticket_id"), exc)
+        return
+    for job in jobs:
+        process_photo.apply_async(args=[job])
+
+
+@app.task(bind=True, name="deskmark.process_photo", max_retries=MAX_RETRIES)
+def process_photo(self: Task, job: dict[str, Any]) -> str:
+    rt = runtime()
+    try:
+        return pipeline.run_job(job, rt)
+    except RetryableError as exc:
+        if self.request.retries >= MAX_RETRIES:
+            pipeline.fail_job(job, rt, f"gave up after {MAX_RETRIES + 1} attempts: {exc}", exc)
+            return "failed"
+        rt.store.update(job["job_id"], {"state": "retrying", "reason": str(exc)[:300],
+                                        "last_error": exc.record()})
+        raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
+    except PermanentError as exc:
+        pipeline.fail_job(job, rt, str(exc), exc)
+        return "failed"
+
+
+# --- worker life cycle --------------------------------------------------------------------------
+_stop_beating = threading.Event()
+
+
+@worker_init.connect
+def _check_model(**_: Any) -> None:
+    if settings.edit_provider == "openai":
+        problem = retirement_problem(settings.edit_model)
+        if problem:
+            raise SystemExit(f"deskmark worker: {problem}")
+        warning = retirement_warning(settings.edit_model)
+        if warning:
+            log.warning(warning)
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    store = Store.from_url(settings.redis_url)
+    name = getattr(sender, "hostname", "worker")
+
+    def beat() -> None:
+        while not _stop_beating.is_set():
+            try:
+                store.beat(str(name))
+            except Exception as exc:  # Redis away: keep trying, readyz will say so
+                log.warning("heartbeat failed: %s", exc)
+            _stop_beating.wait(10)
+
+    threading.Thread(target=beat, name="deskmark-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    _stop_beating.set()
