@@ -90,14 +90,16 @@ def _round16(value: float) -> int:
 def request_size(model_name: str, width: int, height: int) -> tuple[int, int]:
     """The WxH to send for a photo of width x height, keeping its aspect ratio where allowed."""
     model = lookup(model_name)
-    if model is None or model.sizes != FLEXIBLE:
-        sizes = model.sizes if model and model.sizes != FLEXIBLE else CLASSIC_SIZES
+    if model is None or not isinstance(model.sizes, str):
+        sizes = model.sizes if model is not None and not isinstance(model.sizes, str) else CLASSIC_SIZES
         aspect = width / height
-        return min(sizes, key=lambda s: abs(math.log((s[0] / s[1]) / aspect)))  # type: ignore[union-attr]
+        return min(sizes, key=lambda s: abs(math.log((s[0] / s[1]) / aspect)))
     # gpt-image-2: sides multiples of 16, aspect <= 3:1, pixels within [655_360, 8_294_400],
     # long edge <= 3840 and short edge <= 2160.
     aspect = min(max(width / height, 1 / 3), 3)
     long_edge = min(max(width, height), MAX_REQUEST_EDGE)
+    w: float
+    h: float
     if aspect >= 1:
         w, h = long_edge, long_edge / aspect
     else:
@@ -119,9 +121,9 @@ def cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | None:
         return None
     text_price, image_price, out_price = model.prices
     details = usage.get("input_tokens_details") or {}
-    text_in = details.get("text_tokens")
-    image_in = details.get("image_tokens")
-    if text_in is None or image_in is None:
-        text_in, image_in = usage.get("input_tokens", 0), 0
-    out = usage.get("output_tokens", 0)
+    text_in: float = details.get("text_tokens") or 0
+    image_in: float = details.get("image_tokens") or 0
+    if not details:  # no breakdown: price all input as text, the cheaper rate
+        text_in = usage.get("input_tokens") or 0
+    out: float = usage.get("output_tokens") or 0
     return (text_in * text_price + image_in * image_price + out * out_price) / 1_000_000

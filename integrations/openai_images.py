@@ -59,23 +59,19 @@ class OpenAIEditor:
     def edit(self, request: EditRequest) -> EditResult:
         caps = lookup(self.model)
         width, height = request.size
-        options: dict[str, Any] = {}
-        if caps is not None and caps.input_fidelity:
-            options["input_fidelity"] = "high"
-        if request.mask is not None:
+        try:
             # A real filename and MIME type on every part: bare bytes go out as
             # application/octet-stream and OpenAI answers 400 unsupported_file_mimetype.
-            options["mask"] = ("mask.png", request.mask, "image/png")
-        try:
-            response = self.client.images.edit(
+            response = self.client.images.edit(  # type: ignore[call-overload]
                 model=self.model,
                 image=("photo.png", request.image, "image/png"),
+                mask=("mask.png", request.mask, "image/png") if request.mask else openai.omit,
+                input_fidelity="high" if caps is not None and caps.input_fidelity else openai.omit,
                 prompt=request.prompt,
                 size=f"{width}x{height}",
-                quality=self.quality,  # type: ignore[arg-type]
+                quality=self.quality,
                 output_format="png",
                 n=1,
-                **options,
             )
         except openai.APIError as exc:
             raise translate(exc) from exc

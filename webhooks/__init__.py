@@ -8,6 +8,7 @@ helpdesk: 202 enqueued · 200 deliberately ignored · 400 malformed · 401 bad s
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import time
@@ -64,10 +65,8 @@ class Intake:
                 "deskmark.handle_event", args=[event.to_dict()], queue=QUEUE, ignore_result=True
             )
         except (OperationalError, KombuError, redis.RedisError, OSError):
-            try:
+            with contextlib.suppress(redis.RedisError):
                 self.store.release_delivery(event.vendor, event.delivery_key)
-            except redis.RedisError:
-                pass
             return _unavailable("the queue (Redis) is unreachable")
         return _answer("enqueued", f"{event.vendor} ticket {event.ticket_id}"), 202
 

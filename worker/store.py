@@ -53,7 +53,7 @@ class Store:
 
     def own_user_id(self, vendor: str) -> str | None:
         value = self.r.get(f"dm:self:{vendor}")
-        return value.decode() if value else None
+        return _text(value) if value else None
 
     def set_own_user_id(self, vendor: str, user_id: str) -> None:
         self.r.set(f"dm:self:{vendor}", user_id.encode(), ex=24 * 3600)
@@ -61,7 +61,7 @@ class Store:
     # --- jobs ---------------------------------------------------------------------------------
     def job(self, job_id: str) -> dict[str, Any]:
         raw = self.r.hgetall(f"dm:job:{job_id}")
-        return {k.decode(): _decode(v) for k, v in raw.items()}
+        return {_text(k): _decode(v) for k, v in raw.items()}
 
     def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
         """Create the record unless it exists; return True when created."""
@@ -88,10 +88,8 @@ class Store:
         ids = self.r.zrevrange("dm:jobs", 0, limit - 1)
         pipe = self.r.pipeline()
         for job_id in ids:
-            pipe.hgetall(f"dm:job:{job_id.decode()}")
-        return [
-            {k.decode(): _decode(v) for k, v in raw.items()} for raw in pipe.execute() if raw
-        ]
+            pipe.hgetall(f"dm:job:{_text(job_id)}")
+        return [{_text(k): _decode(v) for k, v in raw.items()} for raw in pipe.execute() if raw]
 
     # --- the marked image ---------------------------------------------------------------------
     def save_marked(self, job_id: str, image: bytes, meta: dict[str, Any]) -> None:
@@ -102,7 +100,7 @@ class Store:
 
     def marked(self, job_id: str) -> bytes | None:
         value = self.r.get(f"dm:job:{job_id}:marked")
-        return bytes(value) if value is not None else None
+        return value if isinstance(value, bytes) else None
 
     # --- leases -------------------------------------------------------------------------------
     def acquire_lease(self, job_id: str, seconds: int) -> str | None:
@@ -133,8 +131,12 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _decode(value: bytes) -> Any:
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(value: Any) -> Any:
     try:
         return json.loads(value)
     except (ValueError, UnicodeDecodeError):
-        return value.decode(errors="replace")
+        return _text(value)

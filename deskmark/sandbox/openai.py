@@ -112,7 +112,7 @@ class SandboxOpenAI:
         def edits() -> Response:
             form = request.form
             parts = request.files.getlist("image") + request.files.getlist("image[]")
-            call = {"time": time.time(), "model": form.get("model"), "size": form.get("size"),
+            call: dict[str, Any] = {"time": time.time(), "model": form.get("model"), "size": form.get("size"),
                     "quality": form.get("quality"), "prompt": form.get("prompt", ""),
                     "input_fidelity": form.get("input_fidelity"),
                     "parts": [(p.filename, p.mimetype) for p in parts],
@@ -171,7 +171,7 @@ class SandboxOpenAI:
             if quality not in OUTPUT_TOKENS:
                 return _error(400, f"Invalid quality '{quality}'.", "invalid_request_error",
                               "invalid_value", "quality")
-            mask = None
+            mask: Image.Image | None = None
             if "mask" in request.files:
                 mask_part = request.files["mask"]
                 mask = Image.open(io.BytesIO(mask_part.read()))

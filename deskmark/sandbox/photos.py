@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import random
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -34,16 +35,16 @@ def damaged_product(width: int = 1600, height: int = 1200, seed: int = 7,
     reach = min(width, height) * 0.12
     for _ in range(14):  # a star of jagged cracks
         angle = rng.uniform(0, 2 * math.pi)
-        x, y = float(cx), float(cy)
+        px, py = float(cx), float(cy)
         for _ in range(9):
             angle += rng.uniform(-0.6, 0.6)
             step = reach / 9 * rng.uniform(0.6, 1.4)
-            nx, ny = x + math.cos(angle) * step, y + math.sin(angle) * step
-            draw.line([(x, y), (nx, ny)], fill=(235, 240, 250), width=max(2, width // 500))
-            x, y = nx, ny
+            nx, ny = px + math.cos(angle) * step, py + math.sin(angle) * step
+            draw.line([(px, py), (nx, ny)], fill=(235, 240, 250), width=max(2, width // 500))
+            px, py = nx, ny
     draw.ellipse((cx - 10, cy - 10, cx + 10, cy + 10), fill=(230, 235, 245))
     out = io.BytesIO()
-    options = {"quality": 88} if fmt == "JPEG" else {}
+    options: dict[str, Any] = {"quality": 88} if fmt == "JPEG" else {}
     if exif is not None:
         options["exif"] = exif
     image.save(out, format=fmt, **options)

@@ -336,7 +336,7 @@ class SandboxZendesk:
                             "links": {"next": next_link}})
 
         @app.get("/attachments/token/<token>/")
-        def content(token: str) -> Response:
+        def content(token: str) -> Any:
             if self._find_attachment(token) is None:
                 return _error(404, "RecordNotFound")
             expires = int(time.time()) + 300
