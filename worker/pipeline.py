@@ -144,9 +144,9 @@ def run_job(job: dict[str, Any], rt: Runtime) -> str:
         try:
             return _steps(job, record, rt, attempt)
         except UnusablePhoto as exc:
-            rt.store.update(job_id, {"state": "skipped", "reason": str(exc)})
-            log.info("skipped %s: %s", job_id, exc)
-            return "skipped"
+            # It claimed to be an image and is not a usable one: the agents should know.
+            fail_job(job, rt, str(exc), None)
+            return "failed"
     finally:
         rt.store.release_lease(job_id, lease)
 
@@ -252,6 +252,26 @@ def note_html(photo: SourcePhoto, mark: dict[str, Any], job_id: str) -> str:
     return "\n".join(lines)
 
 
+# What an agent reads on the ticket when a photo could not be marked, by vendor error code.
+AGENT_REASONS = {
+    "moderation_blocked": "OpenAI's safety system refused to edit this photo (moderation_blocked)",
+    "insufficient_quota": "the OpenAI account has run out of credit (insufficient_quota)",
+    "model_not_found": "the configured image model is not available (model_not_found)",
+    "invalid_api_key": "deskmark's OpenAI API key was refused (invalid_api_key)",
+}
+
+
+def agent_reason(error: VendorError) -> str:
+    """A sentence for agents; the raw vendor answer stays in the job record."""
+    if error.code in AGENT_REASONS:
+        return AGENT_REASONS[error.code]
+    if error.status in (401, 403):
+        return f"{error.vendor} refused deskmark's credentials ({error.status})"
+    if error.status is not None:
+        return f"{error.vendor} answered {error.status}{f' ({error.code})' if error.code else ''}"
+    return f"{error.vendor} could not be reached"
+
+
 def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError | None) -> None:
     """Record a job that cannot finish, and tell the agents on the ticket where possible."""
     job_id = job["job_id"]
@@ -266,7 +286,9 @@ def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError |
             job["ticket_id"],
             f"<p><strong>deskmark</strong> could not mark the photo "
             f"<em>{html.escape(job['photo'].get('filename', 'photo'))}</em>: "
-            f"{html.escape(reason)}.</p><p>job {job_id}</p>",
+            f"{html.escape(agent_reason(error) if error else reason).rstrip('.')}. "
+            "Please review it by hand.</p>"
+            f"<p>job {job_id}</p>",
             [],
         )
         rt.store.update(job_id, {"failure_noted": True})

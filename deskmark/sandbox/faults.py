@@ -20,7 +20,7 @@ class Fault:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
-    delay: float = 0.0
+    after: bool = False  # do the work, then answer with the fault (a lost answer)
 
 
 class Faults:
@@ -29,19 +29,19 @@ class Faults:
         self._lock = threading.Lock()
 
     def add(self, method: str, path: str, status: int, body: Any = None,
-            headers: dict[str, str] | None = None, times: int = 1) -> None:
+            headers: dict[str, str] | None = None, times: int = 1, after: bool = False) -> None:
         with self._lock:
             self._faults.append(Fault(method.upper(), re.compile(path), status, body,
-                                      headers or {}, times))
+                                      headers or {}, times, after))
 
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
 
-    def take(self, method: str, path: str) -> Response | None:
+    def take(self, method: str, path: str, after: bool = False) -> Response | None:
         with self._lock:
             for fault in self._faults:
-                if fault.method in (method, "*") and fault.path.search(path):
+                if fault.after == after and fault.method in (method, "*") and fault.path.search(path):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)

@@ -288,6 +288,10 @@ class SandboxZendesk:
                 return _error(401, "Couldn't authenticate you")
             return None
 
+        @app.after_request
+        def lose_the_answer(response: Response) -> Response:
+            return self.faults.take(request.method, request.path, after=True) or response
+
         def ticket_or_404(ticket_id: int) -> SandboxTicket | Response:
             ticket = self.tickets.get(ticket_id)
             return ticket if ticket else _error(404, "RecordNotFound", "Not found")

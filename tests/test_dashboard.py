@@ -1,0 +1,41 @@
+"""The dashboard: loopback-only without DESKMARK_ADMIN_TOKEN, token-protected with it."""
+
+from __future__ import annotations
+
+from integrations.config import Settings
+from webhooks import create_app
+from worker.store import Store
+
+REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+def test_without_a_token_only_loopback_gets_the_dashboard(deskmark_env: dict[str, str]) -> None:
+    client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
+    assert client.get("/").status_code == 200
+    assert client.get("/", environ_base=REMOTE).status_code == 403
+
+
+def test_with_a_token_bearer_or_basic_is_required(deskmark_env: dict[str, str]) -> None:
+    env = {**deskmark_env, "DESKMARK_ADMIN_TOKEN": "let-me-in"}
+    client = create_app(Settings.from_env(env, dotenv=None)).test_client()
+    assert client.get("/", environ_base=REMOTE).status_code == 401
+    assert client.get("/").status_code == 401  # loopback too, once a token is set
+    bearer = {"Authorization": "Bearer let-me-in"}
+    assert client.get("/", headers=bearer, environ_base=REMOTE).status_code == 200
+    basic = {"Authorization": "Basic YWRtaW46bGV0LW1lLWlu"}  # admin:let-me-in
+    assert client.get("/", headers=basic, environ_base=REMOTE).status_code == 200
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.get("/", headers=wrong, environ_base=REMOTE).status_code == 401
+
+
+def test_dashboard_lists_jobs_and_serves_the_marked_photo(deskmark_env: dict[str, str]) -> None:
+    store = Store.from_url(deskmark_env["REDIS_URL"])
+    store.create_job("dm-dashboardtest", {"vendor": "zendesk", "ticket_id": "123",
+                                          "filename": "crack.jpg"})
+    store.save_marked("dm-dashboardtest", b"\xff\xd8\xff fake jpeg", {"provider": "local"})
+    client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "dm-dashboardtest" in page and "crack.jpg" in page
+    image = client.get("/jobs/dm-dashboardtest/marked.jpg")
+    assert image.status_code == 200 and image.mimetype == "image/jpeg"
+    assert client.get("/jobs/dm-nothing/marked.jpg").status_code == 404

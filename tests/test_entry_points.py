@@ -1,0 +1,55 @@
+"""The documented entry points start: `deskmark web` (gunicorn 'webhooks:create_app()') and
+`celery -A worker`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from deskmark.sandbox.zendesk import SandboxZendesk
+from tests.conftest import post_signed, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_deskmark_web_serves_the_app_under_gunicorn(deskmark_env: dict[str, str],
+                                                     zendesk: SandboxZendesk,
+                                                     tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **deskmark_env, "REDIS_URL": deskmark_env["REDIS_URL"][:-2] + "/4"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deskmark.cli", "web", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=30)
+        assert post_signed(url, zendesk, {"ticket_id": "77"}).status_code == 202
+        assert httpx.post(f"{url}/webhooks/zendesk", content=b"{}", timeout=5).status_code == 401
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode(errors="replace")
+    assert "Booting worker" in output  # gunicorn's own line: it really ran under gunicorn
+
+
+def test_celery_finds_the_app_with_dash_a_worker(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "celery", "-A", "worker", "report"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "deskmark" in result.stdout and "task_acks_late: True" in result.stdout
