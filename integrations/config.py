@@ -105,62 +105,84 @@ class Settings:
         return out
 
 
-def _parse(env: Mapping[str, str]) -> Settings:
-    problems: list[str] = []
+class _Reader:
+    """Reads variables and collects every problem, so that one error names them all."""
 
-    def get(name: str) -> str | None:
-        value = env.get(name, "").strip()
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
         return value or None
 
-    def number(name: str, default: float, kind: type[int] | type[float]) -> float:
-        raw = get(name)
+    def any(self, *names: str) -> bool:
+        return any(self.get(n) for n in names)
+
+    def require(self, vendor: str, *names: str) -> None:
+        for name in names:
+            if not self.get(name):
+                self.problems.append(f"{vendor}: set {name}")
+
+    def number(self, name: str, default: float, kind: type[int] | type[float]) -> float:
+        raw = self.get(name)
         if raw is None:
             return default
         try:
             value = kind(raw)
         except ValueError:
-            problems.append(f"{name}={raw!r} is not a {kind.__name__}")
+            self.problems.append(f"{name}={raw!r} is not a {kind.__name__}")
             return default
         if value < 0:
-            problems.append(f"{name} must not be negative (got {raw})")
+            self.problems.append(f"{name} must not be negative (got {raw})")
             return default
         return value
 
-    def group(name: str) -> int | None:
-        raw = get(name)
-        if raw is None:
+    def group(self, name: str) -> int | None:
+        raw = self.get(name)
+        if raw is not None and not raw.isdigit():
+            self.problems.append(f"{name}={raw!r} must be a numeric group id")
             return None
-        if not raw.isdigit():
-            problems.append(f"{name}={raw!r} must be a numeric group id")
-            return None
-        return int(raw)
+        return int(raw) if raw else None
 
-    def url(name: str, value: str) -> str:
+    def url(self, name: str, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            problems.append(f"{name}={value!r} is not an http(s) URL")
+            self.problems.append(f"{name}={value!r} is not an http(s) URL")
         return value.rstrip("/")
 
-    def csv(name: str) -> tuple[str, ...]:
-        raw = get(name) or ""
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    def base_url(self, vendor: str, base_var: str, account_var: str, template: str) -> str:
+        """The vendor's API root: the override, else built from the account name."""
+        base, account = self.get(base_var), self.get(account_var)
+        if base:
+            return self.url(base_var, base)
+        if account:
+            return template.format(account.split(".")[0])
+        self.problems.append(f"{vendor}: set {account_var} (or {base_var})")
+        return ""
 
-    openai_key = get("OPENAI_API_KEY")
-    provider = (get("DESKMARK_EDIT_PROVIDER") or ("openai" if openai_key else "local")).lower()
+    def csv(self, name: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in (self.get(name) or "").split(",") if item.strip())
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    r = _Reader(env)
+    openai_key = r.get("OPENAI_API_KEY")
+    provider = (r.get("DESKMARK_EDIT_PROVIDER") or ("openai" if openai_key else "local")).lower()
     if provider not in PROVIDERS:
-        problems.append(f"DESKMARK_EDIT_PROVIDER={provider!r}: use one of {', '.join(PROVIDERS)}")
+        r.problems.append(f"DESKMARK_EDIT_PROVIDER={provider!r}: use one of {', '.join(PROVIDERS)}")
     elif provider == "openai" and not openai_key:
-        problems.append(
+        r.problems.append(
             "DESKMARK_EDIT_PROVIDER=openai needs OPENAI_API_KEY "
             "(or set DESKMARK_EDIT_PROVIDER=local to mark photos without a model)"
         )
-    quality = (get("DESKMARK_EDIT_QUALITY") or "medium").lower()
+    quality = (r.get("DESKMARK_EDIT_QUALITY") or "medium").lower()
     if quality not in QUALITIES:
-        problems.append(f"DESKMARK_EDIT_QUALITY={quality!r}: use one of {', '.join(QUALITIES)}")
-    base_url = get("OPENAI_BASE_URL")
-    redis_url = get("REDIS_URL") or "redis://localhost:6379/0"
+        r.problems.append(f"DESKMARK_EDIT_QUALITY={quality!r}: use one of {', '.join(QUALITIES)}")
+    base_url = r.get("OPENAI_BASE_URL")
+    redis_url = r.get("REDIS_URL") or "redis://localhost:6379/0"
     if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-        problems.append(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+        r.problems.append(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
     # DESKMARK_LOCATE_MODEL set but empty turns locating off; unset means the default.
     locate = env.get("DESKMARK_LOCATE_MODEL")
     locate_model = DEFAULT_LOCATE_MODEL if locate is None else (locate.strip() or None)
@@ -169,47 +191,39 @@ def _parse(env: Mapping[str, str]) -> Settings:
         redis_url=redis_url,
         edit_provider=provider,
         openai_api_key=openai_key,
-        openai_base_url=url("OPENAI_BASE_URL", base_url) if base_url else None,
-        edit_model=get("DESKMARK_EDIT_MODEL") or DEFAULT_EDIT_MODEL,
+        openai_base_url=r.url("OPENAI_BASE_URL", base_url) if base_url else None,
+        edit_model=r.get("DESKMARK_EDIT_MODEL") or DEFAULT_EDIT_MODEL,
         edit_quality=quality,
         locate_model=locate_model,
-        prompt=get("DESKMARK_PROMPT"),
-        edit_rate_per_minute=int(number("DESKMARK_EDIT_RATE_PER_MINUTE", 5, int)),
-        daily_budget_usd=float(number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
-        trigger_tags=csv("DESKMARK_TRIGGER_TAGS"),
-        attachment_hosts=tuple(h.lower() for h in csv("DESKMARK_ATTACHMENT_HOSTS")),
-        admin_token=get("DESKMARK_ADMIN_TOKEN"),
-        zendesk=_zendesk(get, group, url, problems),
-        freshdesk=_freshdesk(get, group, url, problems),
-        slack=_slack(get, url, csv, problems),
+        prompt=r.get("DESKMARK_PROMPT"),
+        edit_rate_per_minute=int(r.number("DESKMARK_EDIT_RATE_PER_MINUTE", 5, int)),
+        daily_budget_usd=float(r.number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
+        trigger_tags=r.csv("DESKMARK_TRIGGER_TAGS"),
+        attachment_hosts=tuple(h.lower() for h in r.csv("DESKMARK_ATTACHMENT_HOSTS")),
+        admin_token=r.get("DESKMARK_ADMIN_TOKEN"),
+        zendesk=_zendesk(r),
+        freshdesk=_freshdesk(r),
+        slack=_slack(r),
     )
-    if problems:
-        raise ConfigError(problems)
+    if r.problems:
+        raise ConfigError(r.problems)
     return settings
 
 
-def _zendesk(get, group, url, problems: list[str]) -> ZendeskSettings | None:  # type: ignore[no-untyped-def]
-    names = ("ZENDESK_SUBDOMAIN", "ZENDESK_BASE_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN",
-             "ZENDESK_OAUTH_TOKEN", "ZENDESK_WEBHOOK_SECRET")
-    if not any(get(n) for n in names):
+def _zendesk(r: _Reader) -> ZendeskSettings | None:
+    if not r.any("ZENDESK_SUBDOMAIN", "ZENDESK_BASE_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN",
+                 "ZENDESK_OAUTH_TOKEN", "ZENDESK_WEBHOOK_SECRET"):
         return None
-    subdomain, base = get("ZENDESK_SUBDOMAIN"), get("ZENDESK_BASE_URL")
-    if base:
-        base = url("ZENDESK_BASE_URL", base)
-    elif subdomain:
-        base = f"https://{subdomain}.zendesk.com"
-    else:
-        problems.append("Zendesk: set ZENDESK_SUBDOMAIN (or ZENDESK_BASE_URL)")
-        base = ""
-    email, token, oauth = get("ZENDESK_EMAIL"), get("ZENDESK_API_TOKEN"), get("ZENDESK_OAUTH_TOKEN")
+    base = r.base_url("Zendesk", "ZENDESK_BASE_URL", "ZENDESK_SUBDOMAIN", "https://{}.zendesk.com")
+    email, token, oauth = r.get("ZENDESK_EMAIL"), r.get("ZENDESK_API_TOKEN"), r.get("ZENDESK_OAUTH_TOKEN")
     if not oauth and not (email and token):
-        problems.append(
+        r.problems.append(
             "Zendesk: set ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL with ZENDESK_API_TOKEN "
             "(API tokens are being retired by Zendesk on 2027-04-30: prefer OAuth)"
         )
-    secret = get("ZENDESK_WEBHOOK_SECRET")
+    secret = r.get("ZENDESK_WEBHOOK_SECRET")
     if not secret:
-        problems.append(
+        r.problems.append(
             "Zendesk: set ZENDESK_WEBHOOK_SECRET to the webhook's signing secret "
             "(Admin Center > Apps and integrations > Webhooks > your webhook > Reveal secret)"
         )
@@ -219,51 +233,38 @@ def _zendesk(get, group, url, problems: list[str]) -> ZendeskSettings | None:  #
         api_token=token,
         oauth_token=oauth,
         webhook_secret=secret or "",
-        warranty_group_id=group("ZENDESK_WARRANTY_GROUP_ID"),
+        warranty_group_id=r.group("ZENDESK_WARRANTY_GROUP_ID"),
     )
 
 
-def _freshdesk(get, group, url, problems: list[str]) -> FreshdeskSettings | None:  # type: ignore[no-untyped-def]
-    names = ("FRESHDESK_DOMAIN", "FRESHDESK_BASE_URL", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET")
-    if not any(get(n) for n in names):
+def _freshdesk(r: _Reader) -> FreshdeskSettings | None:
+    if not r.any("FRESHDESK_DOMAIN", "FRESHDESK_BASE_URL", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):
         return None
-    domain, base = get("FRESHDESK_DOMAIN"), get("FRESHDESK_BASE_URL")
-    if base:
-        base = url("FRESHDESK_BASE_URL", base)
-    elif domain:
-        base = f"https://{domain.removesuffix('.freshdesk.com')}.freshdesk.com"
-    else:
-        problems.append("Freshdesk: set FRESHDESK_DOMAIN (or FRESHDESK_BASE_URL)")
-        base = ""
-    for name in ("FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):
-        if not get(name):
-            problems.append(f"Freshdesk: set {name}")
+    base = r.base_url("Freshdesk", "FRESHDESK_BASE_URL", "FRESHDESK_DOMAIN", "https://{}.freshdesk.com")
+    r.require("Freshdesk", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET")
     return FreshdeskSettings(
         base_url=base,
-        api_key=get("FRESHDESK_API_KEY") or "",
-        webhook_secret=get("FRESHDESK_WEBHOOK_SECRET") or "",
-        warranty_group_id=group("FRESHDESK_WARRANTY_GROUP_ID"),
+        api_key=r.get("FRESHDESK_API_KEY") or "",
+        webhook_secret=r.get("FRESHDESK_WEBHOOK_SECRET") or "",
+        warranty_group_id=r.group("FRESHDESK_WARRANTY_GROUP_ID"),
     )
 
 
-def _slack(get, url, csv, problems: list[str]) -> SlackSettings | None:  # type: ignore[no-untyped-def]
+def _slack(r: _Reader) -> SlackSettings | None:
     names = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_CHANNEL_ID")
-    if not any(get(n) for n in names):
+    if not r.any(*names):
         return None
-    for name in names:
-        if not get(name):
-            problems.append(f"Slack: set {name}")
-    channel = get("SLACK_CHANNEL_ID") or ""
+    r.require("Slack", *names)
+    channel = r.get("SLACK_CHANNEL_ID") or ""
     if channel.startswith("#"):
-        problems.append(
+        r.problems.append(
             f"SLACK_CHANNEL_ID={channel!r} is a channel name; Slack needs the channel ID "
             "(C…; in Slack: channel details > About > Channel ID)"
         )
-    api_url = url("SLACK_API_URL", get("SLACK_API_URL") or "https://slack.com/api/")
     return SlackSettings(
-        bot_token=get("SLACK_BOT_TOKEN") or "",
-        signing_secret=get("SLACK_SIGNING_SECRET") or "",
+        bot_token=r.get("SLACK_BOT_TOKEN") or "",
+        signing_secret=r.get("SLACK_SIGNING_SECRET") or "",
         channel_id=channel,
-        api_url=api_url + "/",
-        approver_ids=csv("SLACK_APPROVER_IDS"),
+        api_url=r.url("SLACK_API_URL", r.get("SLACK_API_URL") or "https://slack.com/api/") + "/",
+        approver_ids=r.csv("SLACK_APPROVER_IDS"),
     )
