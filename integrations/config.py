@@ -17,7 +17,7 @@ __all__ = ["ConfigError", "Settings", "ZendeskSettings", "FreshdeskSettings", "S
 QUALITIES = ("low", "medium", "high", "auto")
 PROVIDERS = ("openai", "local")
 DEFAULT_EDIT_MODEL = "gpt-image-2"
-DEFAULT_LOCATE_MODEL = "gpt-5-mini"
+DEFAULT_LOCATE_MODEL = "gpt-5.4"
 
 
 class ConfigError(Exception):

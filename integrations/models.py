@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-__all__ = ["ImageModel", "MODELS", "lookup", "retirement_problem", "request_size", "cost_usd"]
+__all__ = [
+    "ImageModel",
+    "MODELS",
+    "lookup",
+    "retirement_problem",
+    "request_size",
+    "cost_usd",
+    "LOCATE_PRICES",
+    "locate_cost_usd",
+    "sees_original_detail",
+]
 
 FLEXIBLE = "flexible"
 CLASSIC_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
@@ -127,3 +137,27 @@ def cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | None:
         text_in = usage.get("input_tokens") or 0
     out: float = usage.get("output_tokens") or 0
     return (text_in * text_price + image_in * image_price + out * out_price) / 1_000_000
+
+
+# Vision models for locating damage (Responses API): USD per 1M input / output tokens.
+LOCATE_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-5.4": (2.50, 15.00),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+}
+# `detail: "original"` (no resizing before analysis, so coordinates match the image) exists
+# from gpt-5.4 on; older models get "high" and may misplace boxes more.
+_ORIGINAL_DETAIL = ("gpt-5.4", "gpt-5.5", "gpt-6")
+
+
+def sees_original_detail(model_name: str) -> bool:
+    return model_name.startswith(_ORIGINAL_DETAIL)
+
+
+def locate_cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | None:
+    prices = LOCATE_PRICES.get(model_name)
+    if prices is None or not usage:
+        return None
+    return ((usage.get("input_tokens") or 0) * prices[0]
+            + (usage.get("output_tokens") or 0) * prices[1]) / 1_000_000

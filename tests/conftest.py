@@ -83,7 +83,7 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, openai_fake: SandboxOp
         "OPENAI_API_KEY": openai_fake.api_key,
         "OPENAI_BASE_URL": openai_fake.url,
         "DESKMARK_EDIT_MODEL": "gpt-image-2",
-        "DESKMARK_LOCATE_MODEL": "",
+        "DESKMARK_LOCATE_MODEL": "gpt-5.4",
         "ZENDESK_BASE_URL": zendesk.url,
         "ZENDESK_EMAIL": zendesk.email,
         "ZENDESK_API_TOKEN": zendesk.api_token,

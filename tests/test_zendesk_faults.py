@@ -11,7 +11,9 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.events import job_id_for
 from tests.conftest import WorkerProcess, post_signed, wait_for
+from tests.test_images import png_with_header_only
 from tests.test_zendesk_flow import calls_for, settle
+from worker.images import sniff
 from worker.store import Store
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
@@ -76,20 +78,76 @@ def test_a_moderation_block_is_not_retried_and_the_agents_are_told(
     assert "warranty_review" not in zendesk.tickets[ticket_id].tags
 
 
-def test_a_fake_jpeg_is_reported_and_a_good_photo_beside_it_is_marked(
+def test_hostile_files_are_reported_and_a_good_photo_beside_them_is_marked(
     worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk,
     openai_fake: SandboxOpenAI, redis_url: str,
 ) -> None:
+    good = damaged_product(seed=14)
     subject = f"Mixed files {uuid.uuid4().hex[:8]}"
     ticket_id = send_photo(zendesk, web, subject, [
+        ("bomb.png", png_with_header_only(100_000, 100_000), "image/png"),
+        ("cut.jpg", good[: len(good) // 2], "image/jpeg"),
         ("photo.jpg", b"<html><body>not a photo</body></html>", "image/jpeg"),
-        ("good.jpg", damaged_product(seed=14), "image/jpeg"),
+        ("good.jpg", good, "image/jpeg"),
     ])
     marked = settle(zendesk, ticket_id, 1)
     assert [n.attachments[0].file_name for n in marked] == ["good-marked.jpg"]
-    report = wait_for(lambda: [n for n in zendesk.notes(ticket_id) if not n.attachments])[0]
-    assert "photo.jpg" in report.html_body and "not an image" in report.html_body
-    fake = zendesk.tickets[ticket_id].comments[1].attachments[0]
-    record = Store.from_url(redis_url).job(job_id_for("zendesk", str(ticket_id), str(fake.id)))
-    assert record["state"] == "failed" and "not an image" in record["reason"]
+    reports = wait_for(lambda: (lambda r: r if len(r) == 3 else None)(
+        [n.html_body for n in zendesk.notes(ticket_id) if not n.attachments]))
+    store = Store.from_url(redis_url)
+    expected = {"bomb.png": "decompression bomb", "cut.jpg": "truncated", "photo.jpg": "not an image"}
+    for attachment in zendesk.tickets[ticket_id].comments[1].attachments[:3]:
+        reason = expected[attachment.file_name]
+        record = store.job(job_id_for("zendesk", str(ticket_id), str(attachment.id)))
+        assert record["state"] == "failed" and reason in record["reason"]
+        assert any(attachment.file_name in r and reason in r for r in reports)
     assert len(calls_for(openai_fake, subject)) == 1
+    # ... and the worker is still there, marking the next photo.
+    again = send_photo(zendesk, web, f"After {subject}", [("next.jpg", damaged_product(seed=15),
+                                                          "image/jpeg")])
+    assert len(settle(zendesk, again, 1)) == 1
+
+
+def test_an_iphone_heic_photo_is_marked(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk,
+    openai_fake: SandboxOpenAI,
+) -> None:
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.open(io.BytesIO(damaged_product(1200, 900, fmt="PNG"))).save(out, format="HEIF", quality=85)
+    subject = f"HEIC {uuid.uuid4().hex[:8]}"
+    ticket_id = send_photo(zendesk, web, subject, [("IMG_0420.HEIC", out.getvalue(), "image/heic")])
+    [note] = settle(zendesk, ticket_id, 1)
+    assert note.attachments[0].file_name == "IMG_0420-marked.jpg"
+    assert sniff(note.attachments[0].data) == "JPEG"
+    [call] = calls_for(openai_fake, subject)
+    assert call["parts"] == [("photo.png", "image/png")]  # converted before it left
+
+
+def test_attachment_urls_pointing_inside_are_never_fetched(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk, redis_url: str,
+) -> None:
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    urls = {"meta": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "redis": f"http://127.0.0.1:{port}/", "foreign": "https://attacker.example/x.jpg"}
+    ticket_id = zendesk.create_ticket(f"SSRF {uuid.uuid4().hex[:8]}", "photo attached")
+    store = Store.from_url(redis_url)
+    clients_before = store.r.info("clients")["connected_clients"]
+    for name, url in urls.items():
+        event = {"type": "zen:event-type:ticket.attachment_linked_to_comment",
+                 "id": str(uuid.uuid4()), "subject": f"zen:ticket:{ticket_id}",
+                 "detail": {"id": str(ticket_id), "actor_id": str(CUSTOMER)},
+                 "event": {"comment": {"id": "1", "attachment": {
+                     "id": f"evil-{name}", "filename": f"{name}.jpg", "content_type": "image/jpeg",
+                     "content_url": url}}}}
+        assert post_signed(web.url, zendesk, event).status_code == 202
+    for name in urls:
+        record = wait_for(lambda n=name: (lambda r: r if r.get("state") == "failed" else None)(
+            store.job(job_id_for("zendesk", str(ticket_id), f"evil-{n}"))))
+        assert "not zendesk's nor an allowed attachment host" in record["reason"]
+    assert store.r.info("clients")["connected_clients"] <= clients_before + 1

@@ -63,7 +63,8 @@ def test_attachment_event_gets_exactly_one_marked_note(
     job_id = job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
     assert job_id in note.html_body
     assert "gpt-image-2" in note.html_body and "$0.0" in note.html_body
-    assert "whole image was regenerated" in note.html_body
+    assert "Marked: cracked screen" in note.html_body and "(locate $" in note.html_body
+    assert "regenerated" not in note.html_body  # located: composited onto the customer's photo
 
     ticket = zendesk.tickets[ticket_id]
     assert ticket.tags == ["vip", "delivery", "deskmark_annotated", "warranty_review"]
@@ -71,8 +72,9 @@ def test_attachment_event_gets_exactly_one_marked_note(
 
     [call] = calls_for(openai_fake, subject)
     assert call["model"] == "gpt-image-2"
-    assert call["parts"] == [("photo.png", "image/png")]
+    assert call["parts"] == [("photo.png", "image/png")] and call["mask"] is True
     assert call["size"] == "1536x1152"  # the photo's 4:3, multiples of 16
+    assert any(subject in r["text"] for r in openai_fake.located)  # the locator saw the ticket
 
     # The attachment came through its redirect; the signed-URL host never saw credentials.
     fetched = zendesk.file_requests[files_before:]

@@ -28,7 +28,14 @@ __all__ = [
     "draw_mark",
     "guess_damage_region",
     "fit_to",
+    "Box",
+    "pad_box",
+    "scale_box",
+    "edit_mask",
+    "composite",
 ]
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
 # Our own ceiling (Pillow's default warns at ~89 MP): 48 MP phone photos pass, bombs do not.
 MAX_PIXELS = 64_000_000
@@ -190,3 +197,51 @@ def draw_mark(image: Image.Image, box: tuple[int, int, int, int], label: str) ->
     draw.rectangle((tx - 4, ty - 4, tx + tw + 4, ty + th + 6), fill=(230, 20, 20))
     draw.text((tx - left, ty - top), label, fill=(255, 255, 255), font=font)
     return marked
+
+
+def pad_box(box: Box, size: tuple[int, int], fraction: float = 0.35, minimum: int = 24) -> Box:
+    """Grow a damage box so the model's ellipse and label fit inside it; clip to the image.
+
+    An ellipse drawn around a box reaches about 21% beyond each side; the label needs room too.
+    """
+    x0, y0, x1, y1 = box
+    dx = max(minimum, int((x1 - x0) * fraction))
+    dy = max(minimum, int((y1 - y0) * fraction))
+    width, height = size
+    return max(0, x0 - dx), max(0, y0 - dy), min(width, x1 + dx), min(height, y1 + dy)
+
+
+def scale_box(box: Box, source: tuple[int, int], target: tuple[int, int]) -> Box:
+    sx, sy = target[0] / source[0], target[1] / source[1]
+    x0, y0, x1, y1 = box
+    return (int(x0 * sx), int(y0 * sy), min(target[0], int(round(x1 * sx))),
+            min(target[1], int(round(y1 * sy))))
+
+
+def edit_mask(size: tuple[int, int], regions: list[Box]) -> bytes:
+    """The edit mask OpenAI expects: a PNG with alpha, fully transparent where it may edit."""
+    mask = Image.new("RGBA", size, (0, 0, 0, 255))
+    draw = ImageDraw.Draw(mask)
+    for x0, y0, x1, y1 in regions:
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(0, 0, 0, 0))
+    return encode_png(mask)
+
+
+def composite(photo: Image.Image, edited: Image.Image, regions: list[Box]) -> Image.Image:
+    """The customer's photo with the model's output pasted in only inside `regions`.
+
+    The paste fades in over a soft edge that lies inside each region, so every pixel outside
+    the regions is exactly the customer's own.
+    """
+    edited = edited.convert("RGB")
+    if edited.size != photo.size:
+        edited = edited.resize(photo.size, Image.Resampling.LANCZOS)
+    feather = max(2, min(photo.size) // 200)
+    alpha = Image.new("L", photo.size, 0)
+    draw = ImageDraw.Draw(alpha)
+    for x0, y0, x1, y1 in regions:
+        inner = (x0 + 3 * feather, y0 + 3 * feather, x1 - 1 - 3 * feather, y1 - 1 - 3 * feather)
+        if inner[0] < inner[2] and inner[1] < inner[3]:
+            draw.rectangle(inner, fill=255)
+    alpha = alpha.filter(ImageFilter.GaussianBlur(feather))
+    return Image.composite(edited, photo.convert("RGB"), alpha)

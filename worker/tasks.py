@@ -17,10 +17,10 @@ from integrations.config import Settings
 from integrations.errors import PermanentError, RateLimited, RetryableError, UnusablePhoto
 from integrations.events import TicketEvent
 from integrations.models import retirement_problem, retirement_warning
-from integrations.openai_images import OpenAIEditor
 from integrations.zendesk.client import ZendeskClient
 from worker import pipeline
 from worker.app import VISIBILITY_TIMEOUT, make_celery
+from worker.marking import make_marker
 from worker.store import Store
 
 __all__ = ["app", "handle_event", "process_photo", "runtime", "retry_countdown"]
@@ -55,12 +55,11 @@ def runtime() -> pipeline.Runtime:
             helpdesks: dict[str, Any] = {}
             if settings.zendesk:
                 helpdesks["zendesk"] = ZendeskClient(settings.zendesk, settings.attachment_hosts)
-            editor = OpenAIEditor(settings) if settings.edit_provider == "openai" else None
             _runtime = pipeline.Runtime(
                 settings=settings,
                 store=Store.from_url(settings.redis_url),
                 helpdesks=helpdesks,
-                editor=editor,
+                marker=make_marker(settings),
             )
         return _runtime
 
@@ -92,6 +91,11 @@ def process_photo(self: Task, job: dict[str, Any]) -> str:
         raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
     except PermanentError as exc:
         pipeline.fail_job(job, rt, str(exc), exc)
+        return "failed"
+    except Exception as exc:
+        # A bug must not strand the job as "running": record it, tell the agents, keep going.
+        log.exception("job %s failed unexpectedly", job["job_id"])
+        pipeline.fail_job(job, rt, f"internal error ({type(exc).__name__}); see the worker log", None)
         return "failed"
 
 

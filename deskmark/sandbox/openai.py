@@ -1,4 +1,6 @@
-"""A loopback OpenAI image edit API (`POST /v1/images/edits`, `GET /v1/models`).
+"""A loopback OpenAI: image edits (`POST /v1/images/edits`), the Responses API as deskmark uses
+it to locate damage (`POST /v1/responses` with an input_image and a strict json_schema), and
+`GET /v1/models`.
 
 It enforces what the real one does and clients most often get wrong: Bearer auth (401), each
 image part's own MIME type (400 `unsupported_file_mimetype` for application/octet-stream,
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 import time
 import uuid
@@ -24,7 +27,19 @@ from PIL import Image, ImageDraw
 from deskmark.sandbox.faults import Faults
 from deskmark.sandbox.server import LoopbackServer
 
-__all__ = ["SandboxOpenAI", "regenerate_with_mark"]
+__all__ = ["SandboxOpenAI", "regenerate_with_mark", "boxes_at_damage"]
+
+Boxes = list[dict[str, Any]]
+
+
+def boxes_at_damage(image: Image.Image) -> Boxes:
+    """Where deskmark's sample photos have their crack (see sandbox.photos)."""
+    from deskmark.sandbox.photos import DAMAGE_CENTRE
+
+    w, h = image.size
+    cx, cy, r = DAMAGE_CENTRE[0] * w, DAMAGE_CENTRE[1] * h, 0.14 * min(w, h)
+    return [{"label": "cracked screen", "x_min": cx - r, "y_min": cy - r, "x_max": cx + r,
+             "y_max": cy + r}]
 
 CURRENT = {"gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"}
 RETIRED = {"gpt-image-1": "2026-10-23", "dall-e-2": "2026-05-12"}
@@ -67,9 +82,12 @@ def _valid_flexible(size: str) -> bool:
 class SandboxOpenAI:
     def __init__(self, api_key: str = "sk-sandbox",
                  transform: Callable[[Image.Image, Image.Image | None], Image.Image]
-                 = regenerate_with_mark, latency: float = 0.0) -> None:
+                 = regenerate_with_mark, latency: float = 0.0,
+                 locate: Callable[[Image.Image], Boxes] = boxes_at_damage) -> None:
         self.api_key = api_key
         self.transform = transform
+        self.locate = locate
+        self.located: list[dict[str, Any]] = []
         self.latency = latency
         self.calls: list[dict[str, Any]] = []
         self.faults = Faults()
@@ -107,6 +125,60 @@ class SandboxOpenAI:
         def models() -> Response:
             return jsonify({"object": "list", "data": [
                 {"id": m, "object": "model", "owned_by": "openai"} for m in sorted(CURRENT)]})
+
+        @app.post("/v1/responses")
+        def responses() -> Response:
+            body = request.get_json(silent=True) or {}
+            model = str(body.get("model") or "")
+            record: dict[str, Any] = {"time": time.time(), "model": model, "text": "",
+                                      "detail": None, "image_size": None, "exif": None}
+            with self._lock:
+                self.located.append(record)
+            injected = self.faults.take("POST", request.path)
+            if injected is not None:
+                return injected
+            if not model.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o3", "o4")):
+                return _error(404, f"The model `{model}` does not exist or you do not have access "
+                              "to it.", "invalid_request_error", "model_not_found", "model")
+            fmt = ((body.get("text") or {}).get("format") or {})
+            if fmt.get("type") != "json_schema" or not fmt.get("strict") or "schema" not in fmt:
+                return _error(400, "This test server expects a strict json_schema text format.",
+                              "invalid_request_error", "invalid_value", "text.format")
+            image = None
+            for message in body.get("input") or []:
+                for part in message.get("content") or [] if isinstance(message, dict) else []:
+                    if part.get("type") == "input_text":
+                        record["text"] += part.get("text", "")
+                    if part.get("type") == "input_image":
+                        url = str(part.get("image_url") or "")
+                        record["detail"] = part.get("detail")
+                        header, _, data = url.partition(",")
+                        if not header.startswith(("data:image/png;base64", "data:image/jpeg;base64",
+                                                  "data:image/webp;base64")):
+                            return _error(400, "Invalid image_url: expected a data URL of a PNG, "
+                                          "JPEG or WebP image.", "invalid_request_error",
+                                          "invalid_image_url", "input")
+                        image = Image.open(io.BytesIO(base64.b64decode(data)))
+                        image.load()
+                        record["image_size"] = image.size
+                        record["exif"] = dict(image.getexif())
+            if image is None:
+                return _error(400, "No input_image given.", "invalid_request_error",
+                              "missing_required_parameter", "input")
+            if self.latency:
+                time.sleep(self.latency)
+            text = json.dumps({"boxes": self.locate(image)})
+            return jsonify({
+                "id": f"resp_{uuid.uuid4().hex[:24]}", "object": "response",
+                "created_at": int(time.time()), "status": "completed", "model": model,
+                "output": [{"type": "message", "id": f"msg_{uuid.uuid4().hex[:24]}",
+                            "status": "completed", "role": "assistant",
+                            "content": [{"type": "output_text", "text": text,
+                                         "annotations": []}]}],
+                "usage": {"input_tokens": 1200, "output_tokens": 180, "total_tokens": 1380,
+                          "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens_details": {"reasoning_tokens": 120}},
+            })
 
         @app.post("/v1/images/edits")
         def edits() -> Response:
@@ -153,6 +225,7 @@ class SandboxOpenAI:
                 try:
                     image = Image.open(io.BytesIO(part.read()))
                     image.load()
+                    call.setdefault("exif", []).append(dict(image.getexif()))
                 except OSError:
                     return _error(400, "Invalid image file.", "invalid_request_error",
                                   "invalid_image_file", "image")

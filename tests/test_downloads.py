@@ -1,0 +1,95 @@
+"""Attachment downloads: only allowed hosts, no internal addresses, every redirect hop checked,
+credentials only to the vendor, a byte cap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from flask import Flask, Response, redirect, request
+
+from deskmark.sandbox.server import LoopbackServer
+from integrations.downloads import DownloadPolicy, fetch
+from integrations.errors import UnsafeURL, UnusablePhoto
+
+seen: list[dict[str, str | None]] = []
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
+    """A 'vendor' and a separate 'file host' on loopback."""
+    files = Flask("files")
+    vendor = Flask("vendor")
+
+    @files.get("/f/<name>")
+    def file(name: str) -> Response:
+        seen.append({"host": "files", "authorization": request.headers.get("Authorization")})
+        if name == "huge":
+            return Response((b"x" * 65536 for _ in range(64)), mimetype="image/jpeg")
+        return Response(b"\xff\xd8\xff photo", mimetype="image/jpeg")
+
+    @vendor.get("/attachments/<target>")
+    def attachment(target: str) -> Response:
+        seen.append({"host": "vendor", "authorization": request.headers.get("Authorization")})
+        return redirect(request.args["to"], code=302)
+
+    servers = (LoopbackServer(vendor).start(), LoopbackServer(files).start())
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def policy(vendor: LoopbackServer, *extra: str, max_bytes: int = 1024 * 1024) -> DownloadPolicy:
+    return DownloadPolicy(vendor="zendesk", vendor_origin=vendor.url,
+                          known_hosts=("*.zdusercontent.com",), extra_hosts=extra,
+                          max_bytes=max_bytes)
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "http://127.0.0.1:6379/",
+    "https://attacker.example/photo.jpg",
+    "file:///etc/passwd",
+    "gopher://127.0.0.1:6379/_FLUSHALL",
+])
+def test_foreign_and_internal_urls_are_refused(url: str, hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
+    with pytest.raises(UnsafeURL):
+        policy(hosts[0]).check(url)
+
+
+def test_a_known_attachment_host_that_resolves_inside_is_refused() -> None:
+    rule = DownloadPolicy(vendor="zendesk", vendor_origin="https://acme.zendesk.com",
+                          known_hosts=("localhost",))
+    with pytest.raises(UnsafeURL, match="non-public address"):
+        rule.check("http://localhost/photo.jpg")
+
+
+def test_credentials_go_to_the_vendor_only(hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
+    vendor, files = hosts
+    seen.clear()
+    with httpx.Client(auth=("agent", "secret"), timeout=5) as client:
+        data, ctype = fetch(f"{vendor.url}/attachments/a?to={files.url}/f/photo.jpg",
+                            policy(vendor, f"127.0.0.1:{files.port}"), client)
+    assert data.startswith(b"\xff\xd8\xff") and ctype == "image/jpeg"
+    assert seen[0]["host"] == "vendor" and seen[0]["authorization"]
+    assert seen[1] == {"host": "files", "authorization": None}
+
+
+def test_every_redirect_hop_is_checked(hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
+    vendor, files = hosts
+    seen.clear()
+    with httpx.Client(timeout=5) as client, pytest.raises(UnsafeURL):
+        fetch(f"{vendor.url}/attachments/a?to=http://169.254.169.254/latest/meta-data/",
+              policy(vendor, f"127.0.0.1:{files.port}"), client)
+    # The files host is not allowed unless the deployer lists it.
+    with httpx.Client(timeout=5) as client, pytest.raises(UnsafeURL):
+        fetch(f"{vendor.url}/attachments/a?to={files.url}/f/photo.jpg", policy(vendor), client)
+    assert all(hit["host"] == "vendor" for hit in seen)
+
+
+def test_downloads_are_capped(hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
+    vendor, files = hosts
+    with httpx.Client(timeout=5) as client, pytest.raises(UnusablePhoto, match="larger than"):
+        fetch(f"{files.url}/f/huge", policy(vendor, f"127.0.0.1:{files.port}", max_bytes=1024 * 1024),
+              client)

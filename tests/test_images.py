@@ -1,0 +1,102 @@
+"""Untrusted bytes in: type by magic bytes, pixel ceiling before decoding, broken files refused,
+orientation applied, metadata never carried out."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from deskmark.sandbox.photos import damaged_product
+from integrations.errors import UnusablePhoto
+from worker import images
+
+
+def png_with_header_only(width: int, height: int) -> bytes:
+    """A tiny file that claims width x height pixels: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("width", "height"), [(100_000, 100_000), (9_000, 9_000)])
+def test_decompression_bombs_are_refused_before_decoding(width: int, height: int) -> None:
+    with pytest.raises(UnusablePhoto, match="decompression bomb|MP limit"):
+        images.load(png_with_header_only(width, height))
+
+
+def test_a_truncated_jpeg_is_refused() -> None:
+    data = damaged_product(800, 600)
+    with pytest.raises(UnusablePhoto, match="broken or truncated JPEG"):
+        images.load(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("data", [b"<html><body>hi</body></html>", b"%PDF-1.7", b"", b"\xff\xd8"])
+def test_the_type_comes_from_the_bytes(data: bytes) -> None:
+    with pytest.raises(UnusablePhoto, match="not an image"):
+        images.load(data)
+
+
+def test_a_png_named_jpeg_still_loads_by_its_bytes() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), "green").save(out, format="PNG")
+    assert images.sniff(out.getvalue()) == "PNG"
+    assert images.load(out.getvalue()).size == (64, 48)
+
+
+def test_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:])
+    assert images.load(out.getvalue()).getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_webp_and_heic_are_read() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    source = Image.open(io.BytesIO(damaged_product(640, 480, fmt="PNG")))
+    for fmt, magic in (("WEBP", "WEBP"), ("HEIF", "HEIF")):
+        out = io.BytesIO()
+        source.save(out, format=fmt, quality=80)
+        assert images.sniff(out.getvalue()) == magic
+        assert images.load(out.getvalue()).size == (640, 480)
+
+
+def test_orientation_is_applied_and_metadata_does_not_leave() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 22.0, 1.0)})
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "home address")
+    out = io.BytesIO()
+    Image.new("RGB", (400, 300), "white").save(out, format="PNG", exif=exif.tobytes(), pnginfo=info)
+    prepared = images.prepare(out.getvalue(), lambda w, h: (w, h))
+    assert prepared.photo.size == (300, 400)  # turned upright
+    sent = Image.open(io.BytesIO(prepared.request_png))
+    assert not sent.getexif() and "Comment" not in sent.info and "exif" not in sent.info
+    delivered = Image.open(io.BytesIO(images.encode_jpeg(prepared.photo)))
+    assert not delivered.getexif()
+
+
+def test_pixels_outside_the_regions_are_exactly_the_photos() -> None:
+    photo = Image.open(io.BytesIO(damaged_product(600, 400, fmt="PNG"))).convert("RGB")
+    edited = Image.new("RGB", photo.size, (0, 255, 0))
+    region = (200, 100, 400, 300)
+    result = images.composite(photo, edited, [region])
+    inside = result.getpixel((300, 200))
+    assert inside == (0, 255, 0)
+    for x, y in ((0, 0), (199, 150), (400, 150), (300, 99), (300, 300), (599, 399)):
+        assert result.getpixel((x, y)) == photo.getpixel((x, y))
+
+
+def test_the_edit_mask_is_transparent_only_in_the_regions() -> None:
+    mask = Image.open(io.BytesIO(images.edit_mask((320, 240), [(10, 20, 110, 120)])))
+    assert mask.format == "PNG" and mask.mode == "RGBA" and mask.size == (320, 240)
+    assert mask.getpixel((50, 50))[3] == 0 and mask.getpixel((200, 200))[3] == 255
