@@ -1,4 +1,4 @@
-"""The `deskmark` command: demo, web, worker."""
+"""The `deskmark` command: demo, check, annotate, web, worker."""
 
 from __future__ import annotations
 
@@ -35,6 +35,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out_dir=args.out, serve=args.serve, port=args.port)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from deskmark.check import run_check
+
+    return run_check()
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from deskmark.annotate import run_annotate
+
+    return run_annotate(args.images, args.out, args.prompt, _settings_or_exit())
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     _settings_or_exit()  # fail here, with the message, rather than in every gunicorn worker
     argv = ["gunicorn", "webhooks:create_app()", "--bind", f"{args.host}:{args.port}",
@@ -67,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="deskmark-demo", help="where to write the marked photo")
     demo.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
     demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check", help="validate the configuration and each vendor's credentials")
+    check.set_defaults(func=cmd_check)
+
+    annotate = sub.add_parser("annotate", help="mark photos on disk, no helpdesk involved")
+    annotate.add_argument("images", nargs="+", metavar="IMAGE")
+    annotate.add_argument("-o", "--out", help="where to write (default: beside each photo)")
+    annotate.add_argument("--prompt", help="edit prompt template (default: DESKMARK_PROMPT or built in)")
+    annotate.set_defaults(func=cmd_annotate)
 
     web = sub.add_parser("web", help="serve the webhook app under gunicorn")
     web.add_argument("--host", default="0.0.0.0")

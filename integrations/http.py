@@ -62,7 +62,7 @@ def raise_for_vendor(response: httpx.Response, vendor: str) -> httpx.Response:
         return response
     status = response.status_code
     request_id = response.headers.get("x-request-id") or response.headers.get("x-zendesk-request-id")
-    detail = response.text[:300]
+    detail = " ".join(response.text[:300].split())
     message = f"{vendor} answered {status} to {response.request.method} {response.request.url.path}: {detail}"
     kw = {"vendor": vendor, "status": status, "request_id": request_id}
     if status == 429:

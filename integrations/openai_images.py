@@ -110,10 +110,11 @@ def clean_boxes(raw: list[_Box], size: tuple[int, int]) -> list[DamageBox]:
 
 @dataclass(frozen=True)
 class EditRequest:
-    image: bytes  # PNG, already the size in `size`
+    image: bytes  # PNG or JPEG (see `mime`), already the size in `size`
     size: tuple[int, int]
     prompt: str
-    mask: bytes | None = None
+    mask: bytes | None = None  # PNG with alpha, same size
+    mime: str = "image/jpeg"
 
 
 @dataclass
@@ -150,7 +151,7 @@ class OpenAIEditor:
             # application/octet-stream and OpenAI answers 400 unsupported_file_mimetype.
             response = self.client.images.edit(  # type: ignore[call-overload]
                 model=self.model,
-                image=("photo.png", request.image, "image/png"),
+                image=(_filename(request.mime), request.image, request.mime),
                 mask=("mask.png", request.mask, "image/png") if request.mask else openai.omit,
                 input_fidelity="high" if caps is not None and caps.input_fidelity else openai.omit,
                 prompt=request.prompt,
@@ -188,12 +189,13 @@ class OpenAILocator:
             timeout=LOCATE_TIMEOUT_SECONDS,
         )
 
-    def locate(self, png: bytes, size: tuple[int, int], subject: str, description: str) -> Located:
+    def locate(self, image: bytes, size: tuple[int, int], subject: str, description: str,
+               mime: str = "image/jpeg") -> Located:
         width, height = size
         instructions = LOCATE_INSTRUCTIONS.format(
             width=width, height=height, limit=MAX_BOXES, subject=subject, description=description
         )
-        image_url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        image_url = f"data:{mime};base64," + base64.b64encode(image).decode("ascii")
         detail = "original" if sees_original_detail(self.model) else "high"
         try:
             message: Any = {
@@ -220,6 +222,10 @@ class OpenAILocator:
             request_id=getattr(response, "_request_id", None),
             usage=usage,
         )
+
+
+def _filename(mime: str) -> str:
+    return {"image/png": "photo.png", "image/webp": "photo.webp"}.get(mime, "photo.jpg")
 
 
 def translate(exc: openai.APIError) -> VendorError:

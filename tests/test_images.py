@@ -79,10 +79,18 @@ def test_orientation_is_applied_and_metadata_does_not_leave() -> None:
     Image.new("RGB", (400, 300), "white").save(out, format="PNG", exif=exif.tobytes(), pnginfo=info)
     prepared = images.prepare(out.getvalue(), lambda w, h: (w, h))
     assert prepared.photo.size == (300, 400)  # turned upright
-    sent = Image.open(io.BytesIO(prepared.request_png))
+    sent = Image.open(io.BytesIO(prepared.request_image))
+    assert sent.format == "JPEG" and prepared.request_mime == "image/jpeg"
     assert not sent.getexif() and "Comment" not in sent.info and "exif" not in sent.info
     delivered = Image.open(io.BytesIO(images.encode_jpeg(prepared.photo)))
     assert not delivered.getexif()
+
+
+def test_big_jpegs_decode_at_a_reduced_scale_but_not_below_the_floor() -> None:
+    photo = damaged_product(4032, 3024)
+    assert images.load(photo, images.DECODE_FLOOR).size == (2016, 1512)
+    assert images.load(photo).size == (4032, 3024)
+    assert images.load(damaged_product(1600, 1200), images.DECODE_FLOOR).size == (1600, 1200)
 
 
 def test_pixels_outside_the_regions_are_exactly_the_photos() -> None:

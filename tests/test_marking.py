@@ -18,7 +18,6 @@ from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.photos import DAMAGE_CENTRE, damaged_product
 from integrations.config import Settings
 from integrations.openai_images import _Box, clean_boxes
-from worker import images
 from worker.marking import Marker, make_marker
 from worker.notes import note_html
 
@@ -96,14 +95,15 @@ def test_delivered_photo_is_the_customers_own_outside_the_mark(inverting_openai:
 
     delivered = Image.open(io.BytesIO(marked.image))
     assert delivered.format == "JPEG" and not delivered.getexif()
-    customer = images.fit_to(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"),
-                             images.DELIVERY_EDGE)
-    assert delivered.size == customer.size == (1536, 2048)
+    # The customer's photo as sent, upright, scaled to what was delivered (a 1/2-scale decode).
+    assert delivered.size == (1500, 2000)
+    customer = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB").resize(
+        delivered.size, Image.Resampling.LANCZOS)
     regions = marked.meta["regions"]
     assert len(regions) == 1 and not marked.meta["whole_image_regenerated"]
     # The region sits on the crack (the photo reached the locator upright).
     x0, y0, x1, y1 = regions[0]
-    assert x0 < DAMAGE_CENTRE[0] * 1536 < x1 and y0 < DAMAGE_CENTRE[1] * 2048 < y1
+    assert x0 < DAMAGE_CENTRE[0] * 1500 < x1 and y0 < DAMAGE_CENTRE[1] * 2000 < y1
     assert fraction_equal(delivered.convert("RGB"), customer, outside(regions, customer.size)) >= 0.97
     r, g, b = delivered.crop(tuple(regions[0])).convert("RGB").split()
     red = ImageChops.multiply(r.point(lambda v: 255 if v > 200 else 0),

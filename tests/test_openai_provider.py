@@ -22,7 +22,7 @@ def editor_for(openai_fake: SandboxOpenAI, model: str = "gpt-image-2") -> OpenAI
 
 def request(model: str = "gpt-image-2") -> EditRequest:
     prepared = images.prepare(damaged_product(800, 600), lambda w, h: request_size(model, w, h))
-    return EditRequest(prepared.request_png, prepared.request_size, "circle the damage")
+    return EditRequest(prepared.request_image, prepared.request_size, "circle the damage")
 
 
 def test_the_fake_refuses_parts_without_an_image_mime_type(openai_fake: SandboxOpenAI) -> None:
@@ -40,7 +40,7 @@ def test_the_fake_refuses_parts_without_an_image_mime_type(openai_fake: SandboxO
 def test_edit_sends_a_png_part_and_reads_usage_and_request_id(openai_fake: SandboxOpenAI) -> None:
     result = editor_for(openai_fake).edit(request())
     call = openai_fake.calls[-1]
-    assert call["parts"] == [("photo.png", "image/png")]
+    assert call["parts"] == [("photo.jpg", "image/jpeg")]
     assert call["model"] == "gpt-image-2" and call["quality"] == "medium"
     assert call["input_fidelity"] is None  # gpt-image-2 takes no input_fidelity
     assert images.sniff(result.image) == "PNG"

@@ -126,7 +126,7 @@ def test_an_iphone_heic_photo_is_marked(
     assert note.attachments[0].file_name == "IMG_0420-marked.jpg"
     assert sniff(note.attachments[0].data) == "JPEG"
     [call] = calls_for(openai_fake, subject)
-    assert call["parts"] == [("photo.png", "image/png")]  # converted before it left
+    assert call["parts"] == [("photo.jpg", "image/jpeg")]  # converted before it left
 
 
 def test_attachment_urls_pointing_inside_are_never_fetched(

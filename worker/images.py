@@ -39,7 +39,10 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
 # Our own ceiling (Pillow's default warns at ~89 MP): 48 MP phone photos pass, bombs do not.
 MAX_PIXELS = 64_000_000
-DELIVERY_EDGE = 2048  # long edge of the image put back on the ticket
+DELIVERY_EDGE = 2048  # the most we put back on the ticket (long edge)
+# JPEGs are decoded at a reduced DCT scale, but never below this long edge: the largest edit
+# request size we send is 1536, and agents need detail in the delivered photo.
+DECODE_FLOOR = 1536
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -76,8 +79,12 @@ def _register_heif() -> None:
     pillow_heif.register_heif_opener()
 
 
-def load(data: bytes) -> Image.Image:
-    """Open untrusted bytes as an upright RGB image, or raise UnusablePhoto with the reason."""
+def load(data: bytes, min_long_edge: int | None = None) -> Image.Image:
+    """Open untrusted bytes as an upright RGB image, or raise UnusablePhoto with the reason.
+
+    With `min_long_edge`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps
+    its long edge at least that long: a 12 MP photo decodes at 1/2 in a quarter of the time.
+    """
     kind = sniff(data)
     if kind is None:
         raise UnusablePhoto("not an image (its bytes are no JPEG, PNG, WebP, GIF or HEIC)")
@@ -92,9 +99,9 @@ def load(data: bytes) -> Image.Image:
                 raise UnusablePhoto(
                     f"image is {width}x{height}: over deskmark's {MAX_PIXELS // 1_000_000} MP limit"
                 )
-            if kind == "JPEG":
-                # Decode at reduced scale when we would downscale anyway (much faster).
-                image.draft("RGB", (DELIVERY_EDGE, DELIVERY_EDGE))
+            if kind == "JPEG" and min_long_edge and max(width, height) > min_long_edge:
+                scale = min_long_edge / max(width, height)
+                image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
             if kind == "GIF":
                 image.seek(0)
             image.load()
@@ -119,19 +126,22 @@ def fit_to(image: Image.Image, max_edge: int) -> Image.Image:
 @dataclass(frozen=True)
 class Prepared:
     photo: Image.Image  # the customer's photo, upright, at most DELIVERY_EDGE
-    request_png: bytes  # what the edit model receives: exactly `request_size`, no metadata
+    request_image: bytes  # what the models receive: JPEG, exactly `request_size`, no metadata
     request_size: tuple[int, int]
+    request_mime: str = "image/jpeg"
 
 
 def prepare(data: bytes, size_for: Callable[[int, int], tuple[int, int]] | None = None) -> Prepared:
-    """Customer bytes → the delivered-size photo and the PNG the model is sent.
+    """Customer bytes → the delivered-size photo and the image the models are sent.
 
-    `size_for(width, height)` picks the request size from the upright photo's size.
+    `size_for(width, height)` picks the request size from the upright photo's size. The
+    request goes out as a high-quality JPEG: the API accepts it, and it is a third of a PNG's
+    size to upload and much faster to encode.
     """
-    photo = fit_to(load(data), DELIVERY_EDGE)
+    photo = fit_to(load(data, DECODE_FLOOR), DELIVERY_EDGE)
     size = size_for(*photo.size) if size_for else photo.size
     request = photo if photo.size == size else photo.resize(size, Image.Resampling.LANCZOS)
-    return Prepared(photo=photo, request_png=encode_png(request), request_size=size)
+    return Prepared(photo=photo, request_image=encode_jpeg(request, quality=95), request_size=size)
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -142,7 +152,7 @@ def encode_png(image: Image.Image) -> bytes:
 
 def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
     out = io.BytesIO()
-    image.convert("RGB").save(out, format="JPEG", quality=quality, optimize=True)
+    image.convert("RGB").save(out, format="JPEG", quality=quality)
     return out.getvalue()
 
 

@@ -54,7 +54,8 @@ class Editor(Protocol):
 class Locator(Protocol):
     model: str
 
-    def locate(self, png: bytes, size: tuple[int, int], subject: str, description: str) -> Located: ...
+    def locate(self, image: bytes, size: tuple[int, int], subject: str, description: str,
+               mime: str = "image/jpeg") -> Located: ...
 
 
 def _clip(text: str, limit: int) -> str:
@@ -117,7 +118,8 @@ class Marker:
         prompt = build_prompt(self.prompt, subject, description)
         started = time.monotonic()
         result = editor.edit(EditRequest(
-            image=prepared.request_png,
+            image=prepared.request_image,
+            mime=prepared.request_mime,
             size=size,
             prompt=prompt + MASK_HINT if regions else prompt,
             mask=images.edit_mask(size, regions) if regions else None,
@@ -137,9 +139,9 @@ class Marker:
         if self.locator is None:
             return None
         try:
-            return self.locator.locate(prepared.request_png, prepared.request_size,
+            return self.locator.locate(prepared.request_image, prepared.request_size,
                                        _clip(subject, SUBJECT_LIMIT),
-                                       _clip(description, DESCRIPTION_LIMIT))
+                                       _clip(description, DESCRIPTION_LIMIT), prepared.request_mime)
         except PermanentError as exc:
             # A locate model we may not use should not cost the customer their note: edit
             # without a region, and say why in the note.

@@ -124,7 +124,8 @@ class SandboxOpenAI:
         @app.get("/v1/models")
         def models() -> Response:
             return jsonify({"object": "list", "data": [
-                {"id": m, "object": "model", "owned_by": "openai"} for m in sorted(CURRENT)]})
+                {"id": m, "object": "model", "owned_by": "openai"}
+                for m in sorted(CURRENT | {"gpt-5.4", "gpt-5-mini"})]})
 
         @app.post("/v1/responses")
         def responses() -> Response:

@@ -1,0 +1,96 @@
+"""`deskmark annotate IMAGE...`: mark photos on disk through the same pipeline, no helpdesk.
+
+Writes `<name>-marked.jpg` and `<name>-marked.json` (boxes, model, cost) for each photo, with a
+progress bar when stderr is a terminal and one line per photo otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from integrations.config import Settings
+from integrations.errors import RateLimited, RetryableError, UnsafeURL, UnusablePhoto, VendorError
+from worker.marking import Marked, Marker, make_marker
+from worker.notes import agent_reason
+
+__all__ = ["run_annotate"]
+
+ATTEMPTS = 3
+
+
+class Progress:
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def show(self, done: int, label: str) -> None:
+        if not self.tty:
+            return
+        width = 24
+        filled = int(width * done / self.total) if self.total else width
+        bar = "#" * filled + "." * (width - filled)
+        self.stream.write(f"\r[{bar}] {done}/{self.total} {label[:40]:<40}")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * 80 + "\r")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _mark_with_retries(marker: Marker, data: bytes, progress: Progress, label: str) -> Marked:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return marker.mark(data)
+        except RetryableError as exc:
+            if attempt == ATTEMPTS:
+                raise
+            wait = exc.retry_after if isinstance(exc, RateLimited) and exc.retry_after else 5.0 * attempt
+            progress.line(f"{label}: {exc}; trying again in {wait:.0f} s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def run_annotate(paths: list[str], out_dir: str | None, prompt: str | None,
+                 settings: Settings, stream: TextIO = sys.stderr) -> int:
+    marker = make_marker(settings)
+    if prompt:
+        marker.prompt = prompt
+    progress = Progress(len(paths), stream)
+    failures = 0
+    total_cost = 0.0
+    for done, name in enumerate(paths):
+        source = Path(name)
+        progress.show(done, source.name)
+        target_dir = Path(out_dir) if out_dir else source.parent
+        try:
+            marked = _mark_with_retries(marker, source.read_bytes(), progress, source.name)
+        except (OSError, UnusablePhoto, UnsafeURL) as exc:
+            failures += 1
+            progress.line(f"skipped {source}: {exc}")
+            continue
+        except VendorError as exc:
+            failures += 1
+            progress.line(f"failed {source}: {agent_reason(exc)} ({exc})")
+            continue
+        target_dir.mkdir(parents=True, exist_ok=True)
+        image_path = target_dir / f"{source.stem}-marked.jpg"
+        image_path.write_bytes(marked.image)
+        meta = marked.meta
+        record = {"source": str(source), "marked": str(image_path), **{
+            key: meta.get(key) for key in ("provider", "model", "cost_usd", "labels", "regions",
+                                           "located", "request_id", "whole_image_regenerated")}}
+        image_path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        total_cost += meta.get("cost_usd") or 0.0
+        what = ", ".join(meta.get("labels") or []) or "whole image"
+        progress.line(f"marked {source} -> {image_path} ({what}; {meta.get('model')}, "
+                      f"${meta.get('cost_usd') or 0:.4f})")
+    progress.show(len(paths), "done")
+    progress.line(f"{len(paths) - failures} of {len(paths)} marked, total cost ${total_cost:.4f}")
+    return 1 if failures else 0

@@ -1,0 +1,112 @@
+"""`deskmark check`: is the configuration complete, and does every configured vendor accept it?
+
+Each check makes one harmless call and says, when it fails, what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import openai
+import redis
+
+from integrations.config import ConfigError, Settings
+from integrations.errors import VendorError
+from integrations.models import retirement_problem, retirement_warning
+from integrations.openai_images import translate
+from integrations.zendesk.client import ZendeskClient
+
+__all__ = ["run_check", "Finding"]
+
+
+@dataclass
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    warning: str | None = None
+
+
+def _redis(settings: Settings) -> Finding:
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        return Finding("redis", False, f"{settings.redis_url} unreachable ({exc}): start Redis or "
+                                       "fix REDIS_URL")
+    return Finding("redis", True, settings.redis_url.split("@")[-1])
+
+
+def _openai(settings: Settings) -> Finding:
+    if settings.edit_provider != "openai":
+        return Finding("openai", True, "off: the local annotator marks photos (no model, no cost)")
+    problem = retirement_problem(settings.edit_model)
+    if problem:
+        return Finding("openai", False, problem)
+    client = openai.OpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
+                           max_retries=0, timeout=15)
+    try:
+        available = {m.id for m in client.models.list()}
+    except openai.APIError as exc:
+        error = translate(exc)
+        hint = ("check OPENAI_API_KEY" if error.status in (401, 403)
+                else "check OPENAI_BASE_URL and the network")
+        return Finding("openai", False, f"{error}: {hint}")
+    warnings = [w for w in (retirement_warning(settings.edit_model),) if w]
+    for name, model in (("DESKMARK_EDIT_MODEL", settings.edit_model),
+                        ("DESKMARK_LOCATE_MODEL", settings.locate_model)):
+        if model and model not in available:
+            warnings.append(f"{name}={model} is not in this key's model list")
+    locate = f", locating with {settings.locate_model}" if settings.locate_model else ", locating off"
+    return Finding("openai", True, f"key accepted; editing with {settings.edit_model} "
+                                   f"({settings.edit_quality}){locate}",
+                   "; ".join(warnings) or None)
+
+
+def _zendesk(settings: Settings) -> Finding:
+    if settings.zendesk is None:
+        return Finding("zendesk", True, "off (no ZENDESK_* variables)")
+    client = ZendeskClient(settings.zendesk)
+    try:
+        user_id = client.own_user_id()
+    except VendorError as exc:
+        auth = "ZENDESK_OAUTH_TOKEN" if settings.zendesk.oauth_token else \
+               "ZENDESK_EMAIL / ZENDESK_API_TOKEN"
+        hint = f"check {auth}" if exc.status in (401, 403) else \
+               "check ZENDESK_SUBDOMAIN / ZENDESK_BASE_URL and the network"
+        return Finding("zendesk", False, f"{exc}: {hint}")
+    finally:
+        client.close()
+    return Finding("zendesk", True, f"{settings.zendesk.base_url}: signed in as user {user_id}")
+
+
+def _unbuilt(name: str) -> Callable[[Settings], Finding]:
+    def check(settings: Settings) -> Finding:
+        if getattr(settings, name) is None:
+            return Finding(name, True, f"off (no {name.upper()}_* variables)")
+        return Finding(name, False, f"{name} is configured but this version of deskmark does not "
+                                    "support it yet: unset its variables")
+    return check
+
+
+CHECKS: list[Callable[[Settings], Finding]] = [
+    _redis, _openai, _zendesk, _unbuilt("freshdesk"), _unbuilt("slack"),
+]
+
+
+def run_check(environ: dict[str, str] | None = None, echo: Callable[[str], None] = print) -> int:
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as exc:
+        echo(f"configuration  FAIL\n{exc}")
+        return 1
+    echo("configuration  ok")
+    failed = False
+    for check in CHECKS:
+        finding = check(settings)
+        failed |= not finding.ok
+        echo(f"{finding.name:<14} {'ok  ' if finding.ok else 'FAIL'} {finding.detail}")
+        if finding.warning:
+            echo(f"{'':<14} warning: {finding.warning}")
+    echo("some checks failed: fix the lines marked FAIL" if failed else "all checks passed")
+    return 1 if failed else 0

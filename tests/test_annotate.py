@@ -1,0 +1,67 @@
+"""`deskmark annotate`: photos on disk through the same pipeline, no helpdesk."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.photos import damaged_product
+from worker.images import sniff
+
+
+def annotate(args: list[str], env: dict[str, str], cwd: Path, stderr: int = subprocess.PIPE,
+             ) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DESKMARK_", "ZENDESK_"))}
+    return subprocess.run([sys.executable, "-m", "deskmark.cli", "annotate", *args], env={**clean, **env},
+                          stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120, cwd=cwd)
+
+
+def test_annotate_marks_photos_writes_records_and_reports_bad_files(openai_fake: SandboxOpenAI,
+                                                                    tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(damaged_product(1200, 900))
+    (tmp_path / "b.png").write_bytes(damaged_product(900, 1200, fmt="PNG"))
+    (tmp_path / "broken.jpg").write_bytes(b"<html>")
+    env = {"OPENAI_API_KEY": openai_fake.api_key, "OPENAI_BASE_URL": openai_fake.url,
+           "DESKMARK_LOCATE_MODEL": "gpt-5.4"}
+    result = annotate(["a.jpg", "b.png", "broken.jpg", "-o", "out", "--prompt", "Circle it: {subject}"],
+                      env, tmp_path)
+    assert result.returncode == 1  # one file could not be marked
+    assert "skipped broken.jpg: not an image" in result.stderr
+    total = 0.0
+    for stem in ("a", "b"):
+        assert sniff((tmp_path / "out" / f"{stem}-marked.jpg").read_bytes()) == "JPEG"
+        record = json.loads((tmp_path / "out" / f"{stem}-marked.json").read_text())
+        assert record["model"] == "gpt-image-2" and record["cost_usd"] > 0
+        assert record["labels"] == ["cracked screen"] and len(record["regions"]) == 1
+        assert record["located"]["model"] == "gpt-5.4"
+        total += record["cost_usd"]
+    assert f"2 of 3 marked, total cost ${total:.4f}" in result.stderr
+    assert openai_fake.calls[-1]["prompt"].startswith("Circle it: ")
+
+
+def test_annotate_works_offline_with_the_local_annotator_and_shows_progress(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(damaged_product(800, 600))
+    leader, follower = pty.openpty()
+    try:
+        result = annotate(["a.jpg"], {}, tmp_path, stderr=follower)
+        os.close(follower)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(leader)
+    assert result.returncode == 0
+    assert b"\r[" in screen and b"1/1" in screen  # a progress bar, redrawn in place
+    record = json.loads((tmp_path / "a-marked.json").read_text())
+    assert record["provider"] == "local" and record["cost_usd"] == 0.0
