@@ -13,6 +13,7 @@ import redis
 
 from integrations.config import ConfigError, Settings
 from integrations.errors import VendorError
+from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
 from integrations.openai_images import translate
 from integrations.zendesk.client import ZendeskClient
@@ -80,6 +81,21 @@ def _zendesk(settings: Settings) -> Finding:
     return Finding("zendesk", True, f"{settings.zendesk.base_url}: signed in as user {user_id}")
 
 
+def _freshdesk(settings: Settings) -> Finding:
+    if settings.freshdesk is None:
+        return Finding("freshdesk", True, "off (no FRESHDESK_* variables)")
+    client = FreshdeskClient(settings.freshdesk)
+    try:
+        agent_id = client.own_user_id()
+    except VendorError as exc:
+        hint = "check FRESHDESK_API_KEY (Profile settings > View API key)" if exc.status in (401, 403) \
+            else "check FRESHDESK_DOMAIN / FRESHDESK_BASE_URL and the network"
+        return Finding("freshdesk", False, f"{exc}: {hint}")
+    finally:
+        client.close()
+    return Finding("freshdesk", True, f"{settings.freshdesk.base_url}: signed in as agent {agent_id}")
+
+
 def _unbuilt(name: str) -> Callable[[Settings], Finding]:
     def check(settings: Settings) -> Finding:
         if getattr(settings, name) is None:
@@ -90,7 +106,7 @@ def _unbuilt(name: str) -> Callable[[Settings], Finding]:
 
 
 CHECKS: list[Callable[[Settings], Finding]] = [
-    _redis, _openai, _zendesk, _unbuilt("freshdesk"), _unbuilt("slack"),
+    _redis, _openai, _zendesk, _freshdesk, _unbuilt("slack"),
 ]
 
 

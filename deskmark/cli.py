@@ -32,7 +32,7 @@ def _settings_or_exit() -> Settings:
 def cmd_demo(args: argparse.Namespace) -> int:
     from deskmark.demo import run_demo
 
-    return run_demo(out_dir=args.out, serve=args.serve, port=args.port)
+    return run_demo(out_dir=args.out, serve=args.serve, port=args.port, helpdesk=args.helpdesk)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--serve", action="store_true", help="keep running after the note lands")
     demo.add_argument("--out", default="deskmark-demo", help="where to write the marked photo")
     demo.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
+    demo.add_argument("--helpdesk", choices=["zendesk", "freshdesk"], default="zendesk",
+                      help="which sandbox helpdesk to run the flow on")
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("check", help="validate the configuration and each vendor's credentials")

@@ -1,8 +1,9 @@
 """`deskmark demo`: the whole flow on this machine, with no accounts and no servers to install.
 
-An embedded Redis, the web app, one worker process, and a sandbox Zendesk seeded with a ticket
-whose customer attached a photo of a cracked phone. The sandbox sends the signed webhook
-Zendesk would send; the demo waits for deskmark's private note and saves the marked photo.
+An embedded Redis, the web app, one worker process, and a sandbox helpdesk (Zendesk, or Freshdesk
+with `--helpdesk freshdesk`) seeded with a ticket whose customer attached a photo of a cracked
+phone. The sandbox sends the webhook the real helpdesk would send; the demo waits for
+deskmark's private note and saves the marked photo.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from deskmark.redis_server import EmbeddedRedis
+from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
@@ -29,30 +31,58 @@ def _say(message: str) -> None:
     print(f"deskmark demo: {message}", flush=True)
 
 
-def demo_environment(redis_url: str, zendesk: SandboxZendesk, secret: str) -> dict[str, str]:
+def demo_environment(redis_url: str, sandbox: SandboxZendesk | SandboxFreshdesk,
+                     secret: str) -> dict[str, str]:
     """The worker's environment: the user's own, minus any real vendor, plus the sandbox."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ZENDESK_", "FRESHDESK_", "SLACK_", "REDIS_URL"))}
-    env.update({
-        "REDIS_URL": redis_url,
-        "ZENDESK_BASE_URL": zendesk.url,
-        "ZENDESK_EMAIL": zendesk.email,
-        "ZENDESK_API_TOKEN": zendesk.api_token,
-        "ZENDESK_WEBHOOK_SECRET": secret,
-        "ZENDESK_WARRANTY_GROUP_ID": "360000001",
-        "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host,
-    })
+    env.update({"REDIS_URL": redis_url, "DESKMARK_ATTACHMENT_HOSTS": sandbox.files_host})
+    if isinstance(sandbox, SandboxZendesk):
+        env.update({"ZENDESK_BASE_URL": sandbox.url, "ZENDESK_EMAIL": sandbox.email,
+                    "ZENDESK_API_TOKEN": sandbox.api_token, "ZENDESK_WEBHOOK_SECRET": secret,
+                    "ZENDESK_WARRANTY_GROUP_ID": "360000001"})
+    else:
+        env.update({"FRESHDESK_BASE_URL": sandbox.url, "FRESHDESK_API_KEY": sandbox.api_key,
+                    "FRESHDESK_WEBHOOK_SECRET": secret, "FRESHDESK_WARRANTY_GROUP_ID": "48000001"})
     return env
 
 
-def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0) -> int:
+SUBJECT = "Phone arrived with a cracked screen"
+DESCRIPTION = ("Hi, my new phone arrived today and the screen is cracked near the top right. "
+               "Photo attached. Can I get a replacement?")
+
+
+def _seed(sandbox: SandboxZendesk | SandboxFreshdesk, photo: bytes) -> int:
+    """A customer ticket with a photo; the helpdesk sends its webhook, as it would for real."""
+    if isinstance(sandbox, SandboxZendesk):
+        ticket_id = sandbox.create_ticket(SUBJECT, DESCRIPTION, tags=["shipping_damage"])
+        sandbox.add_comment(ticket_id, sandbox.CUSTOMER_ID, "Here is a photo of the damage.",
+                            [("IMG_4032.jpg", photo, "image/jpeg")])
+        return ticket_id
+    ticket_id = sandbox.create_ticket(SUBJECT, f"<div>{DESCRIPTION}</div>",
+                                      [("IMG_4032.jpg", photo, "image/jpeg")],
+                                      tags=["shipping_damage"])
+    status = sandbox.fire(ticket_id)
+    if status != 202:
+        raise RuntimeError(f"the web app answered {status} to the Freshdesk webhook")
+    return ticket_id
+
+
+def _marked_notes(sandbox: SandboxZendesk | SandboxFreshdesk, ticket_id: int) -> list[tuple[bytes, str]]:
+    notes = sandbox.notes(ticket_id)
+    return [(n.attachments[0].data, n.attachments[0].content_type) for n in notes if n.attachments]
+
+
+def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
+             helpdesk: str = "zendesk") -> int:
     started = time.monotonic()
     redis = EmbeddedRedis().start()
     _say(f"embedded Redis on {redis.url}")
-    zendesk = SandboxZendesk().start()
-    _say(f"sandbox Zendesk on {zendesk.url}")
+    sandbox: SandboxZendesk | SandboxFreshdesk = (
+        SandboxZendesk() if helpdesk == "zendesk" else SandboxFreshdesk()).start()
+    _say(f"sandbox {helpdesk.capitalize()} on {sandbox.url}")
     secret = secrets.token_urlsafe(24)
-    env = demo_environment(redis.url, zendesk, secret)
+    env = demo_environment(redis.url, sandbox, secret)
     settings = Settings.from_env(env, dotenv=None)
     from webhooks import create_app
 
@@ -66,31 +96,25 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0)
         env=env,
     )
     try:
-        zendesk.webhook_url = f"{web.url}/webhooks/zendesk"
-        zendesk.webhook_secret = secret
-        ticket_id = zendesk.create_ticket(
-            "Phone arrived with a cracked screen",
-            "Hi, my new phone arrived today and the screen is cracked near the top right. "
-            "Photo attached. Can I get a replacement?",
-            tags=["shipping_damage"],
-        )
+        sandbox.webhook_url = f"{web.url}/webhooks/{helpdesk}"
+        sandbox.webhook_secret = secret
         photo = damaged_product()
-        zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "Here is a photo of the damage.",
-                            [("IMG_4032.jpg", photo, "image/jpeg")])
-        _say(f"ticket #{ticket_id} created with a customer photo; Zendesk sent the webhook")
-        note = _wait_for_note(zendesk, ticket_id, worker)
+        ticket_id = _seed(sandbox, photo)
+        _say(f"ticket #{ticket_id} created with a customer photo; {helpdesk.capitalize()} sent "
+             "the webhook")
+        note = _wait_for_note(sandbox, ticket_id, worker)
         if note is None:
             _say("no note arrived: see the worker's messages above")
             return 1
+        data, content_type = note
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        original = out / f"ticket-{ticket_id}-original.jpg"
+        original = out / f"{helpdesk}-ticket-{ticket_id}-original.jpg"
         original.write_bytes(photo)
-        marked_file = note.attachments[0]
-        extension = ".jpg" if marked_file.content_type == "image/jpeg" else ".png"
-        marked = out / f"ticket-{ticket_id}-marked{extension}"
-        marked.write_bytes(marked_file.data)
-        ticket = zendesk.tickets[ticket_id]
+        extension = ".jpg" if content_type == "image/jpeg" else ".png"
+        marked = out / f"{helpdesk}-ticket-{ticket_id}-marked{extension}"
+        marked.write_bytes(data)
+        ticket = sandbox.tickets[ticket_id]
         _say(f"note posted on ticket #{ticket_id} after {time.monotonic() - started:.1f} s")
         _say(f"tags now: {', '.join(ticket.tags)}; group: {ticket.group_id}")
         print(f"marked image: {marked.resolve()}")
@@ -110,15 +134,16 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0)
         except subprocess.TimeoutExpired:
             worker.kill()
         web.stop()
-        zendesk.stop()
+        sandbox.stop()
         redis.cleanup()
 
 
-def _wait_for_note(zendesk: SandboxZendesk, ticket_id: int, worker: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]
+def _wait_for_note(sandbox: SandboxZendesk | SandboxFreshdesk, ticket_id: int,
+                   worker: subprocess.Popen[bytes]) -> tuple[bytes, str] | None:
     deadline = time.monotonic() + NOTE_TIMEOUT_SECONDS
     next_report = time.monotonic() + 10
     while time.monotonic() < deadline:
-        notes = [n for n in zendesk.notes(ticket_id) if n.attachments]
+        notes = _marked_notes(sandbox, ticket_id)
         if notes:
             return notes[0]
         if worker.poll() is not None:

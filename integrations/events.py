@@ -148,7 +148,9 @@ class Helpdesk(Protocol):
         """Every attachment on the ticket (inline images included), images or not."""
         ...
 
-    def download(self, photo: SourcePhoto) -> tuple[bytes, str]: ...
+    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[bytes, str]:
+        """The attachment's bytes and content type, fetched safely (integrations.downloads)."""
+        ...
 
     def post_note(self, ticket_id: str, html: str, files: list[NoteFile]) -> str:
         """Add a private note with files; return its id."""

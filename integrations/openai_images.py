@@ -146,6 +146,7 @@ class OpenAIEditor:
     def edit(self, request: EditRequest) -> EditResult:
         caps = lookup(self.model)
         width, height = request.size
+        prompt = request.prompt[: caps.prompt_limit] if caps else request.prompt
         try:
             # A real filename and MIME type on every part: bare bytes go out as
             # application/octet-stream and OpenAI answers 400 unsupported_file_mimetype.
@@ -154,7 +155,7 @@ class OpenAIEditor:
                 image=(_filename(request.mime), request.image, request.mime),
                 mask=("mask.png", request.mask, "image/png") if request.mask else openai.omit,
                 input_fidelity="high" if caps is not None and caps.input_fidelity else openai.omit,
-                prompt=request.prompt,
+                prompt=prompt,
                 size=f"{width}x{height}",
                 quality=self.quality,
                 output_format="png",

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from deskmark.redis_server import EmbeddedRedis
+from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
@@ -27,6 +28,7 @@ from integrations.config import Settings
 
 WEBHOOK_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 WARRANTY_GROUP = "4242"
+FRESHDESK_GROUP = "5353"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -62,6 +64,13 @@ def zendesk() -> Iterator[SandboxZendesk]:
 
 
 @pytest.fixture(scope="session")
+def freshdesk() -> Iterator[SandboxFreshdesk]:
+    sandbox = SandboxFreshdesk().start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session")
 def openai_fake() -> Iterator[SandboxOpenAI]:
     fake = SandboxOpenAI().start()
     yield fake
@@ -70,13 +79,14 @@ def openai_fake() -> Iterator[SandboxOpenAI]:
 
 @pytest.fixture(autouse=True)
 def _reset_fakes(request: pytest.FixtureRequest) -> None:
-    for name in ("zendesk", "openai_fake"):
+    for name in ("zendesk", "freshdesk", "openai_fake"):
         if name in request.fixturenames:
             request.getfixturevalue(name).faults.clear()
 
 
 @pytest.fixture(scope="session")
-def deskmark_env(redis_url: str, zendesk: SandboxZendesk, openai_fake: SandboxOpenAI) -> dict[str, str]:
+def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
+                 openai_fake: SandboxOpenAI) -> dict[str, str]:
     """The configuration a deployer would write, pointing at the loopback vendors."""
     return {
         "REDIS_URL": redis_url,
@@ -89,7 +99,11 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, openai_fake: SandboxOp
         "ZENDESK_API_TOKEN": zendesk.api_token,
         "ZENDESK_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ZENDESK_WARRANTY_GROUP_ID": WARRANTY_GROUP,
-        "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host,
+        "FRESHDESK_BASE_URL": freshdesk.url,
+        "FRESHDESK_API_KEY": freshdesk.api_key,
+        "FRESHDESK_WEBHOOK_SECRET": freshdesk.webhook_secret,
+        "FRESHDESK_WARRANTY_GROUP_ID": FRESHDESK_GROUP,
+        "DESKMARK_ATTACHMENT_HOSTS": f"{zendesk.files_host},{freshdesk.files_host}",
     }
 
 
@@ -99,13 +113,15 @@ def settings(deskmark_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def web(settings: Settings, zendesk: SandboxZendesk) -> Iterator[LoopbackServer]:
+def web(settings: Settings, zendesk: SandboxZendesk,
+        freshdesk: SandboxFreshdesk) -> Iterator[LoopbackServer]:
     """The web app on a real port; the sandbox Zendesk sends its webhooks here."""
     from webhooks import create_app
 
     server = LoopbackServer(create_app(settings)).start()
     zendesk.webhook_url = f"{server.url}/webhooks/zendesk"
     zendesk.webhook_secret = WEBHOOK_SECRET
+    freshdesk.webhook_url = f"{server.url}/webhooks/freshdesk"
     yield server
     server.stop()
 

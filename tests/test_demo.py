@@ -8,13 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from worker.images import load, sniff
 
 
-def test_demo_exits_0_and_prints_a_marked_image_that_exists(tmp_path: Path) -> None:
+@pytest.mark.parametrize("helpdesk", ["zendesk", "freshdesk"])
+def test_demo_exits_0_and_prints_a_marked_image_that_exists(helpdesk: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DESKMARK_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "deskmark.cli", "demo", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "deskmark.cli", "demo", "--out", str(tmp_path / "out"),
+         "--helpdesk", helpdesk],
         env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -54,6 +54,12 @@ def test_edit_sends_a_png_part_and_reads_usage_and_request_id(openai_fake: Sandb
     assert result.cost_usd == pytest.approx(expected)
 
 
+def test_the_prompt_is_cut_to_the_models_limit(openai_fake: SandboxOpenAI) -> None:
+    long = EditRequest(request().image, request().size, "x" * 40_000)
+    editor_for(openai_fake).edit(long)
+    assert len(openai_fake.calls[-1]["prompt"]) == 32_000
+
+
 def test_retired_model_is_a_permanent_error(openai_fake: SandboxOpenAI) -> None:
     with pytest.raises(PermanentError) as caught:
         editor_for(openai_fake, "gpt-image-1").edit(request("gpt-image-1"))

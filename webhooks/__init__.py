@@ -20,6 +20,7 @@ from kombu.exceptions import KombuError, OperationalError
 
 from integrations.config import Settings
 from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
+from integrations.freshdesk import webhook as freshdesk_webhook
 from integrations.zendesk import webhook as zendesk_webhook
 from worker.app import QUEUE, make_celery
 from worker.store import Store
@@ -56,8 +57,12 @@ class Intake:
             own = self.own_user_id(event.vendor)
             if own and event.actor_id == own:
                 return _answer("ignored", "deskmark's own action"), 200
-            if not self.store.claim_delivery(event.vendor, event.delivery_key):
+            if event.delivery_key and not self.store.claim_delivery(event.vendor, event.delivery_key):
                 return _answer("ignored", "duplicate delivery"), 200
+            scan = event.photo is None
+            if scan and not self.store.claim_scan(event.vendor, event.ticket_id):
+                # Only when it adds nothing: the queued scan has not started yet.
+                return _answer("ignored", "a scan of this ticket is already queued"), 200
         except redis.RedisError:
             return _unavailable("the job store (Redis) is unreachable")
         try:
@@ -66,7 +71,10 @@ class Intake:
             )
         except (OperationalError, KombuError, redis.RedisError, OSError):
             with contextlib.suppress(redis.RedisError):
-                self.store.release_delivery(event.vendor, event.delivery_key)
+                if event.delivery_key:
+                    self.store.release_delivery(event.vendor, event.delivery_key)
+                if scan:
+                    self.store.release_scan(event.vendor, event.ticket_id)
             return _unavailable("the queue (Redis) is unreachable")
         return _answer("enqueued", f"{event.vendor} ticket {event.ticket_id}"), 202
 
@@ -115,6 +123,19 @@ def create_app(settings: Settings | None = None) -> Flask:
             return _answer("rejected", str(exc)), 400
         except Ignored as exc:
             return _answer("ignored", str(exc)), 200
+        return intake.accept(event)
+
+    @app.post("/webhooks/freshdesk")
+    def freshdesk() -> tuple[Response, int]:
+        if settings.freshdesk is None:
+            return _answer("rejected", "Freshdesk is not configured (FRESHDESK_* variables)"), 404
+        raw = _raw_request()
+        if not freshdesk_webhook.authorized(raw, settings.freshdesk.webhook_secret):
+            return _answer("rejected", "missing or wrong X-Deskmark-Secret / Basic password"), 401
+        try:
+            event = freshdesk_webhook.parse(raw)
+        except Malformed as exc:
+            return _answer("rejected", str(exc)), 400
         return intake.accept(event)
 
     @app.get("/healthz")

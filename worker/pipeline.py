@@ -116,7 +116,7 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
     marked = rt.store.marked(job_id)
     mark: dict[str, Any] = record.get("mark") or {}
     if marked is None:
-        data, _ = helpdesk.download(photo)
+        data, _ = helpdesk.download(ticket_id, photo)
         subject = description = ""
         if rt.marker.editor is not None:
             ticket = helpdesk.ticket(ticket_id)

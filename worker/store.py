@@ -2,6 +2,7 @@
 
 Keys (all under `dm:`):
   delivery:{vendor}:{key}   a webhook delivery already accepted (7 days)
+  scan:{vendor}:{ticket}     a scan of the ticket's photos is queued and not yet started
   self:{vendor}             deskmark's own user id at that vendor (1 day)
   job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …)
   job:{id}:marked           the marked image bytes, kept so a retry never pays for a second edit
@@ -22,6 +23,7 @@ import redis
 __all__ = ["Store", "JOB_STATES", "DELIVERY_TTL"]
 
 DELIVERY_TTL = 7 * 24 * 3600
+SCAN_TTL = 3600  # a queued scan that never starts (queue purged) stops coalescing after this
 MARKED_TTL = 14 * 24 * 3600
 JOB_TTL = 90 * 24 * 3600
 JOB_STATES = ("queued", "running", "retrying", "done", "skipped", "failed", "ignored")
@@ -50,6 +52,17 @@ class Store:
     def release_delivery(self, vendor: str, key: str) -> None:
         """Forget a delivery we could not enqueue, so the vendor's retry is accepted."""
         self.r.delete(f"dm:delivery:{vendor}:{key}")
+
+    def claim_scan(self, vendor: str, ticket_id: str) -> bool:
+        """True unless a scan of this ticket is already queued and not yet started.
+
+        A queued scan will see every photo present when it starts, so a second one adds
+        nothing; once it has started, a new event must queue a new scan.
+        """
+        return bool(self.r.set(f"dm:scan:{vendor}:{ticket_id}", b"1", nx=True, ex=SCAN_TTL))
+
+    def release_scan(self, vendor: str, ticket_id: str) -> None:
+        self.r.delete(f"dm:scan:{vendor}:{ticket_id}")
 
     def own_user_id(self, vendor: str) -> str | None:
         value = self.r.get(f"dm:self:{vendor}")

@@ -16,6 +16,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from integrations.config import Settings
 from integrations.errors import PermanentError, RateLimited, RetryableError, UnusablePhoto
 from integrations.events import TicketEvent
+from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
 from integrations.zendesk.client import ZendeskClient
 from worker import pipeline
@@ -55,6 +56,8 @@ def runtime() -> pipeline.Runtime:
             helpdesks: dict[str, Any] = {}
             if settings.zendesk:
                 helpdesks["zendesk"] = ZendeskClient(settings.zendesk, settings.attachment_hosts)
+            if settings.freshdesk:
+                helpdesks["freshdesk"] = FreshdeskClient(settings.freshdesk, settings.attachment_hosts)
             _runtime = pipeline.Runtime(
                 settings=settings,
                 store=Store.from_url(settings.redis_url),
@@ -66,8 +69,13 @@ def runtime() -> pipeline.Runtime:
 
 @app.task(bind=True, name="deskmark.handle_event", max_retries=MAX_RETRIES)
 def handle_event(self: Task, event: dict[str, Any]) -> None:
+    parsed = TicketEvent.from_dict(event)
+    rt = runtime()
+    if parsed.photo is None:
+        # From here on, a new event for this ticket may see photos this scan will not.
+        rt.store.release_scan(parsed.vendor, parsed.ticket_id)
     try:
-        jobs = pipeline.expand_event(TicketEvent.from_dict(event), runtime())
+        jobs = pipeline.expand_event(parsed, rt)
     except RetryableError as exc:
         raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
     except (PermanentError, UnusablePhoto) as exc:

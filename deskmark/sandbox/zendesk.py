@@ -30,6 +30,7 @@ import httpx
 from flask import Flask, Response, jsonify, redirect, request
 
 from deskmark.sandbox.faults import Faults
+from deskmark.sandbox.files import SignedFileHost
 from deskmark.sandbox.server import LoopbackServer
 
 __all__ = ["SandboxZendesk"]
@@ -92,15 +93,13 @@ class SandboxZendesk:
         self.tickets: dict[int, SandboxTicket] = {}
         self.uploads: dict[str, Attachment] = {}
         self.requests: list[dict[str, Any]] = []
-        self.file_requests: list[dict[str, Any]] = []
         self.faults = Faults()
         self.webhook_url: str | None = None
         self.webhook_secret: str | None = None
         self.webhook_answers: list[int] = []
         self._ids = itertools.count(5000)
         self._lock = threading.RLock()
-        self._signing_key = uuid.uuid4().bytes
-        self.files = LoopbackServer(self._files_app())
+        self.files = SignedFileHost(self._file)
         self.api = LoopbackServer(self._api_app())
 
     # --- life cycle -------------------------------------------------------------------------
@@ -111,7 +110,11 @@ class SandboxZendesk:
     @property
     def files_host(self) -> str:
         """host:port of the signed-URL server, for DESKMARK_ATTACHMENT_HOSTS."""
-        return f"{self.files.host}:{self.files.port}"
+        return self.files.host
+
+    @property
+    def file_requests(self) -> list[dict[str, Any]]:
+        return self.files.requests
 
     def start(self) -> SandboxZendesk:
         self.files.start()
@@ -229,11 +232,6 @@ class SandboxZendesk:
 
         threading.Thread(target=send, daemon=True).start()
 
-    # --- the signed-URL host ------------------------------------------------------------------
-    def _sign(self, token: str, expires: int) -> str:
-        return hmac.new(self._signing_key, f"{token}:{expires}".encode(),
-                        hashlib.sha256).hexdigest()[:32]
-
     def _find_attachment(self, token: str) -> Attachment | None:
         for ticket in self.tickets.values():
             for comment in ticket.comments:
@@ -242,25 +240,9 @@ class SandboxZendesk:
                         return attachment
         return None
 
-    def _files_app(self) -> Flask:
-        app = Flask("sandbox-zdusercontent")
-
-        @app.get("/attachments/<token>")
-        def file(token: str) -> Response:
-            self.file_requests.append({"path": request.path,
-                                       "authorization": request.headers.get("Authorization")})
-            if "Authorization" in request.headers:
-                return _error(400, "InvalidArgument",
-                              "Only one auth mechanism allowed; the URL is already signed")
-            expires = int(request.args.get("expires", "0"))
-            if request.args.get("sig") != self._sign(token, expires) or expires < time.time():
-                return _error(403, "AccessDenied", "Request has expired or signature is wrong")
-            attachment = self._find_attachment(token)
-            if attachment is None:
-                return _error(404, "NoSuchKey")
-            return Response(attachment.data, mimetype=attachment.content_type)
-
-        return app
+    def _file(self, token: str) -> tuple[bytes, str] | None:
+        attachment = self._find_attachment(token)
+        return (attachment.data, attachment.content_type) if attachment else None
 
     # --- the API ------------------------------------------------------------------------------
     def _authorized(self) -> int | None:
@@ -341,11 +323,10 @@ class SandboxZendesk:
 
         @app.get("/attachments/token/<token>/")
         def content(token: str) -> Any:
-            if self._find_attachment(token) is None:
+            attachment = self._find_attachment(token)
+            if attachment is None:
                 return _error(404, "RecordNotFound")
-            expires = int(time.time()) + 300
-            return redirect(f"{self.files.url}/attachments/{token}?expires={expires}"
-                            f"&sig={self._sign(token, expires)}", code=302)
+            return redirect(self.files.url(token, attachment.file_name), code=302)
 
         @app.post("/api/v2/uploads.json")
         def upload() -> Response:

@@ -89,7 +89,7 @@ class ZendeskClient:
                 )
         return found
 
-    def download(self, photo: SourcePhoto) -> tuple[bytes, str]:
+    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[bytes, str]:
         return fetch(photo.url, self.policy, self.http)
 
     def _upload(self, file: NoteFile) -> str:

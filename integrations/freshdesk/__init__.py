@@ -1,0 +1,1 @@
+"""Freshdesk: automation-rule webhooks (`webhook`), API v2 client (`client`), SETUP.md."""
