@@ -16,6 +16,7 @@ from integrations.errors import VendorError
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
 from integrations.openai_images import translate
+from integrations.slack.notifier import SlackNotifier
 from integrations.zendesk.client import ZendeskClient
 
 __all__ = ["run_check", "Finding"]
@@ -96,17 +97,21 @@ def _freshdesk(settings: Settings) -> Finding:
     return Finding("freshdesk", True, f"{settings.freshdesk.base_url}: signed in as agent {agent_id}")
 
 
-def _unbuilt(name: str) -> Callable[[Settings], Finding]:
-    def check(settings: Settings) -> Finding:
-        if getattr(settings, name) is None:
-            return Finding(name, True, f"off (no {name.upper()}_* variables)")
-        return Finding(name, False, f"{name} is configured but this version of deskmark does not "
-                                    "support it yet: unset its variables")
-    return check
+def _slack(settings: Settings) -> Finding:
+    if settings.slack is None:
+        return Finding("slack", True, "off (no SLACK_* variables)")
+    try:
+        who = SlackNotifier(settings.slack).check()
+    except VendorError as exc:
+        return Finding("slack", False, str(exc))
+    approvers = (f"{len(settings.slack.approver_ids)} approvers" if settings.slack.approver_ids
+                 else "anyone in the channel may decide (SLACK_APPROVER_IDS unset)")
+    return Finding("slack", True, f"signed in to {who}; reviews go to {settings.slack.channel_id}; "
+                                  f"{approvers}")
 
 
 CHECKS: list[Callable[[Settings], Finding]] = [
-    _redis, _openai, _zendesk, _freshdesk, _unbuilt("slack"),
+    _redis, _openai, _zendesk, _freshdesk, _slack,
 ]
 
 

@@ -23,12 +23,14 @@ from deskmark.redis_server import EmbeddedRedis
 from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
 
 WEBHOOK_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 WARRANTY_GROUP = "4242"
 FRESHDESK_GROUP = "5353"
+APPROVER = "U0APPROVER1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -71,6 +73,13 @@ def freshdesk() -> Iterator[SandboxFreshdesk]:
 
 
 @pytest.fixture(scope="session")
+def slack() -> Iterator[SandboxSlack]:
+    sandbox = SandboxSlack().start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session")
 def openai_fake() -> Iterator[SandboxOpenAI]:
     fake = SandboxOpenAI().start()
     yield fake
@@ -79,14 +88,14 @@ def openai_fake() -> Iterator[SandboxOpenAI]:
 
 @pytest.fixture(autouse=True)
 def _reset_fakes(request: pytest.FixtureRequest) -> None:
-    for name in ("zendesk", "freshdesk", "openai_fake"):
+    for name in ("zendesk", "freshdesk", "slack", "openai_fake"):
         if name in request.fixturenames:
             request.getfixturevalue(name).faults.clear()
 
 
 @pytest.fixture(scope="session")
 def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
-                 openai_fake: SandboxOpenAI) -> dict[str, str]:
+                 slack: SandboxSlack, openai_fake: SandboxOpenAI) -> dict[str, str]:
     """The configuration a deployer would write, pointing at the loopback vendors."""
     return {
         "REDIS_URL": redis_url,
@@ -104,6 +113,11 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
         "FRESHDESK_WEBHOOK_SECRET": freshdesk.webhook_secret,
         "FRESHDESK_WARRANTY_GROUP_ID": FRESHDESK_GROUP,
         "DESKMARK_ATTACHMENT_HOSTS": f"{zendesk.files_host},{freshdesk.files_host}",
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_CHANNEL_ID": slack.CHANNEL,
+        "SLACK_API_URL": slack.url,
+        "SLACK_APPROVER_IDS": f"{APPROVER},U0OTHERBOSS",
     }
 
 
@@ -113,8 +127,8 @@ def settings(deskmark_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def web(settings: Settings, zendesk: SandboxZendesk,
-        freshdesk: SandboxFreshdesk) -> Iterator[LoopbackServer]:
+def web(settings: Settings, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
+        slack: SandboxSlack) -> Iterator[LoopbackServer]:
     """The web app on a real port; the sandbox Zendesk sends its webhooks here."""
     from webhooks import create_app
 
@@ -122,6 +136,7 @@ def web(settings: Settings, zendesk: SandboxZendesk,
     zendesk.webhook_url = f"{server.url}/webhooks/zendesk"
     zendesk.webhook_secret = WEBHOOK_SECRET
     freshdesk.webhook_url = f"{server.url}/webhooks/freshdesk"
+    slack.interactivity_url = f"{server.url}/webhooks/slack/interactions"
     yield server
     server.stop()
 

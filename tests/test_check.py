@@ -20,7 +20,7 @@ def test_check_passes_against_working_vendors_and_names_each(deskmark_env: dict[
     result = check(deskmark_env, tmp_path)
     assert result.returncode == 0, result.stdout
     for line in ("configuration  ok", "redis          ok", "openai         ok", "zendesk        ok",
-                 "freshdesk      ok   ", "slack          ok   off", "all checks passed"):
+                 "freshdesk      ok   ", "slack          ok   signed in to Sandbox", "all checks passed"):
         assert line in result.stdout
     assert "signed in as user 900001" in result.stdout
 

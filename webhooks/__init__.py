@@ -21,6 +21,7 @@ from kombu.exceptions import KombuError, OperationalError
 from integrations.config import Settings
 from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
 from integrations.freshdesk import webhook as freshdesk_webhook
+from integrations.slack import interactions as slack_interactions
 from integrations.zendesk import webhook as zendesk_webhook
 from worker.app import QUEUE, make_celery
 from worker.store import Store
@@ -137,6 +138,27 @@ def create_app(settings: Settings | None = None) -> Flask:
         except Malformed as exc:
             return _answer("rejected", str(exc)), 400
         return intake.accept(event)
+
+    @app.post("/webhooks/slack/interactions")
+    def slack() -> tuple[Response, int]:
+        # Slack wants a 200 within 3 s: verify, enqueue, answer; the decision runs in a task.
+        if settings.slack is None:
+            return _answer("rejected", "Slack is not configured (SLACK_* variables)"), 404
+        raw = _raw_request()
+        if not slack_interactions.verify(raw, settings.slack.signing_secret):
+            return _answer("rejected", "missing, wrong or stale Slack signature"), 401
+        try:
+            click = slack_interactions.parse(raw)
+        except Malformed as exc:
+            return _answer("rejected", str(exc)), 400
+        except Ignored as exc:
+            return _answer("ignored", str(exc)), 200
+        try:
+            intake.celery.send_task("deskmark.review", args=[click.to_dict()], queue=QUEUE,
+                                    ignore_result=True)
+        except (OperationalError, KombuError, redis.RedisError, OSError):
+            return _unavailable("the queue (Redis) is unreachable")
+        return Response(b"", status=200), 200
 
     @app.get("/healthz")
     def healthz() -> Response:

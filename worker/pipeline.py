@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from integrations.config import Settings
-from integrations.errors import UnsafeURL, UnusablePhoto, VendorError
+from integrations.errors import PermanentError, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, TicketEvent, job_id_for
+from integrations.slack.interactions import ReviewClick
+from integrations.slack.notifier import Review, SlackNotifier
 from worker.marking import Marker
-from worker.notes import agent_reason, failure_html, note_html
+from worker.notes import agent_reason, failure_html, money, note_html, review_html
 from worker.store import Store
 
-__all__ = ["Runtime", "expand_event", "run_job", "fail_job", "ESCALATION_TAGS"]
+__all__ = ["Runtime", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS"]
 
 log = logging.getLogger("deskmark.pipeline")
 
@@ -37,6 +39,7 @@ class Runtime:
     store: Store
     helpdesks: Mapping[str, Helpdesk]
     marker: Marker
+    notifier: SlackNotifier | None = None
 
     def helpdesk(self, vendor: str) -> Helpdesk:
         try:
@@ -147,9 +150,88 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
         helpdesk.escalate(ticket_id, ESCALATION_TAGS, group)
         rt.store.update(job_id, {"escalated": True})
 
+    if rt.notifier is not None and not record.get("slack_ts"):
+        try:
+            _ask_for_review(job_id, photo, record, rt, helpdesk, marked, mark, ticket_id)
+        except PermanentError as exc:
+            # The ticket has its note; a Slack misconfiguration is the operator's to fix.
+            log.warning("Slack review for %s not posted: %s", job_id, exc)
+            rt.store.update(job_id, {"notify_error": str(exc)})
+
     rt.store.update(job_id, {"state": "done", "finished": time.time(), "reason": ""})
     log.info("done %s on %s ticket %s (attempt %d)", job_id, vendor, ticket_id, attempt)
     return "done"
+
+
+def _ask_for_review(job_id: str, photo: SourcePhoto, record: dict[str, Any], rt: Runtime,
+                   helpdesk: Helpdesk, marked: bytes, mark: dict[str, Any], ticket_id: str) -> None:
+    assert rt.notifier is not None
+    ticket = helpdesk.ticket(ticket_id)
+    words = " ".join(f"{ticket.subject} — {ticket.description}".split())
+    review = Review(
+        job_id=job_id, vendor=record.get("vendor") or "", ticket_id=ticket_id, ticket_url=ticket.url,
+        filename=f"{photo.filename.rsplit('.', 1)[0] or 'photo'}-marked.jpg", image=marked,
+        customer_words=words if len(words) <= 280 else words[:279] + "…",
+        what=", ".join(mark.get("labels") or []) or "the whole image (regenerated)",
+        cost=money(mark.get("cost_usd")),
+    )
+    if not record.get("slack_file"):
+        rt.store.update(job_id, {"slack_file": rt.notifier.upload(review)})
+    channel, ts = rt.notifier.ask(review)
+    rt.store.update(job_id, {"slack_channel": channel, "slack_ts": ts, "ticket_url": ticket.url})
+
+
+def decide(click: ReviewClick, rt: Runtime) -> str:
+    """Apply a reviewer's click: once, only from an allowed user, only for a job we posted."""
+    notifier = rt.notifier
+    if notifier is None or rt.settings.slack is None:
+        return "slack off"
+    record = rt.store.job(click.job_id)
+    if (record.get("vendor") != click.vendor or str(record.get("ticket_id")) != click.ticket_id
+            or record.get("slack_ts") != click.message_ts):
+        notifier.tell(click.response_url, "This review is not one deskmark posted; nothing was changed.")
+        return "unknown"
+    approvers = rt.settings.slack.approver_ids
+    if approvers and click.user_id not in approvers:
+        notifier.tell(click.response_url, "You are not on the list of warranty reviewers "
+                      "(SLACK_APPROVER_IDS); nothing was changed.")
+        return "not allowed"
+    decision = {"decision": click.decision, "user_id": click.user_id, "user_name": click.user_name,
+                "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "click": click.click_id}
+    current = rt.store.claim_review(click.job_id, decision)
+    if current["click"] != click.click_id:
+        notifier.tell(click.response_url, f"Already {current['decision']} by <@{current['user_id']}> "
+                      f"on {current['at']}; nothing was changed.")
+        return "already decided"
+    _apply_decision(click.job_id, current, rt)
+    return click.decision
+
+
+def _apply_decision(job_id: str, decision: dict[str, Any], rt: Runtime) -> None:
+    """Each effect of a decision is its own recorded step, so a retry redoes only the rest."""
+    assert rt.notifier is not None
+    record = rt.store.job(job_id)
+    vendor, ticket_id = record["vendor"], str(record["ticket_id"])
+    helpdesk = rt.helpdesk(vendor)
+    tag = f"warranty_{decision['decision']}"
+    if not record.get("review_tagged"):
+        helpdesk.escalate(ticket_id, [tag], None)
+        rt.store.update(job_id, {"review_tagged": True})
+    if not record.get("review_note_id"):
+        marker = f"warranty review · job {job_id}"
+        note_id = helpdesk.find_note(ticket_id, marker) if record.get("review_note_attempted") else None
+        if note_id is None:
+            rt.store.update(job_id, {"review_note_attempted": True})
+            note_id = helpdesk.post_note(ticket_id, review_html(decision, record.get("filename") or "",
+                                                                marker), [])
+        rt.store.update(job_id, {"review_note_id": note_id or "posted"})
+    if not record.get("review_shown"):
+        mark = "✅ Approved" if decision["decision"] == "approved" else "❌ Rejected"
+        rt.notifier.show_outcome(
+            record["slack_channel"], record["slack_ts"],
+            f"{mark} by <@{decision['user_id']}> on {decision['at']} — {vendor.capitalize()} ticket "
+            f"<{record.get('ticket_url') or ''}|#{ticket_id}>, photo `{record.get('filename') or ''}`")
+        rt.store.update(job_id, {"review_shown": True})
 
 
 def _warranty_group(settings: Settings, vendor: str) -> int | None:

@@ -104,6 +104,12 @@ class Store:
             pipe.hgetall(f"dm:job:{_text(job_id)}")
         return [{_text(k): _decode(v) for k, v in raw.items()} for raw in pipe.execute() if raw]
 
+    def claim_review(self, job_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+        """Record the first decision on a job; return whichever decision holds."""
+        self.r.hsetnx(f"dm:job:{job_id}", "review", _encode(decision))
+        current: dict[str, Any] = self.job(job_id)["review"]
+        return current
+
     # --- the marked image ---------------------------------------------------------------------
     def save_marked(self, job_id: str, image: bytes, meta: dict[str, Any]) -> None:
         pipe = self.r.pipeline()

@@ -18,6 +18,8 @@ from integrations.errors import PermanentError, RateLimited, RetryableError, Unu
 from integrations.events import TicketEvent
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
+from integrations.slack.interactions import ReviewClick
+from integrations.slack.notifier import SlackNotifier
 from integrations.zendesk.client import ZendeskClient
 from worker import pipeline
 from worker.app import VISIBILITY_TIMEOUT, make_celery
@@ -63,6 +65,7 @@ def runtime() -> pipeline.Runtime:
                 store=Store.from_url(settings.redis_url),
                 helpdesks=helpdesks,
                 marker=make_marker(settings),
+                notifier=SlackNotifier(settings.slack) if settings.slack else None,
             )
         return _runtime
 
@@ -104,6 +107,17 @@ def process_photo(self: Task, job: dict[str, Any]) -> str:
         # A bug must not strand the job as "running": record it, tell the agents, keep going.
         log.exception("job %s failed unexpectedly", job["job_id"])
         pipeline.fail_job(job, rt, f"internal error ({type(exc).__name__}); see the worker log", None)
+        return "failed"
+
+
+@app.task(bind=True, name="deskmark.review", max_retries=MAX_RETRIES)
+def review(self: Task, click: dict[str, str]) -> str:
+    try:
+        return pipeline.decide(ReviewClick(**click), runtime())
+    except RetryableError as exc:
+        raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
+    except PermanentError as exc:
+        log.warning("review of %s could not be applied: %s", click.get("job_id"), exc)
         return "failed"
 
 

@@ -1,0 +1,1 @@
+"""Slack: the warranty review notifier (`notifier`) and signed interactivity (`interactions`)."""
