@@ -1,4 +1,4 @@
-"""The `deskmark` command: demo, check, annotate, web, worker."""
+"""The `deskmark` command: demo, check, annotate, replay, web, worker."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     return run_annotate(args.images, args.out, args.prompt, _settings_or_exit())
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from deskmark.replay import replay
+
+    if not args.job_ids and not args.failed:
+        print("deskmark replay: give JOB_ID… or --failed", file=sys.stderr)
+        return 2
+    return replay(_settings_or_exit(), args.job_ids, args.failed)
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     _settings_or_exit()  # fail here, with the message, rather than in every gunicorn worker
     argv = ["gunicorn", "webhooks:create_app()", "--bind", f"{args.host}:{args.port}",
@@ -90,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("-o", "--out", help="where to write (default: beside each photo)")
     annotate.add_argument("--prompt", help="edit prompt template (default: DESKMARK_PROMPT or built in)")
     annotate.set_defaults(func=cmd_annotate)
+
+    replay = sub.add_parser("replay", help="re-run dead-lettered jobs (idempotently)")
+    replay.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    replay.add_argument("--failed", action="store_true", help="every job in the dead-letter list")
+    replay.set_defaults(func=cmd_replay)
 
     web = sub.add_parser("web", help="serve the webhook app under gunicorn")
     web.add_argument("--host", default="0.0.0.0")

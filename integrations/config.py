@@ -72,6 +72,8 @@ class Settings:
     edit_rate_per_minute: int = 5
     daily_budget_usd: float = 20.0
     trigger_tags: tuple[str, ...] = ()
+    # Longer than the longest job: an unacknowledged message comes back after this (advanced).
+    visibility_timeout: int = 3600
     attachment_hosts: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
     zendesk: ZendeskSettings | None = field(default=None, repr=False)
@@ -199,12 +201,15 @@ def _parse(env: Mapping[str, str]) -> Settings:
         edit_rate_per_minute=int(r.number("DESKMARK_EDIT_RATE_PER_MINUTE", 5, int)),
         daily_budget_usd=float(r.number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
         trigger_tags=r.csv("DESKMARK_TRIGGER_TAGS"),
+        visibility_timeout=int(r.number("DESKMARK_VISIBILITY_TIMEOUT", 3600, int)),
         attachment_hosts=tuple(h.lower() for h in r.csv("DESKMARK_ATTACHMENT_HOSTS")),
         admin_token=r.get("DESKMARK_ADMIN_TOKEN"),
         zendesk=_zendesk(r),
         freshdesk=_freshdesk(r),
         slack=_slack(r),
     )
+    if settings.visibility_timeout < 10:
+        r.problems.append("DESKMARK_VISIBILITY_TIMEOUT must be at least 10 seconds (default 3600)")
     if r.problems:
         raise ConfigError(r.problems)
     return settings

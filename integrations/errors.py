@@ -6,6 +6,7 @@
      └── PermanentError         retrying unchanged cannot help (4xx, quota, moderation)
     UnusablePhoto               the customer's file cannot be marked (not an image, broken, too big)
     UnsafeURL                   an attachment URL we refuse to fetch
+    Throttled                   deskmark's own limit says "not yet": try again in `wait` seconds
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "PermanentError",
     "UnusablePhoto",
     "UnsafeURL",
+    "Throttled",
 ]
 
 
@@ -67,3 +69,11 @@ class UnusablePhoto(Exception):
 
 class UnsafeURL(Exception):
     pass
+
+
+class Throttled(Exception):
+    """Not an error: a shared limit (edit rate, a busy job) says to come back in `wait` s."""
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message)
+        self.wait = wait

@@ -65,7 +65,7 @@ def raise_for_vendor(response: httpx.Response, vendor: str) -> httpx.Response:
     detail = " ".join(response.text[:300].split())
     message = f"{vendor} answered {status} to {response.request.method} {response.request.url.path}: {detail}"
     kw = {"vendor": vendor, "status": status, "request_id": request_id}
-    if status == 429:
+    if status == 429 or (status == 503 and "retry-after" in response.headers):
         raise RateLimited(message, retry_after=parse_retry_after(response.headers), **kw)
     if status >= 500 or status in (408, 409):
         raise RetryableError(message, **kw)

@@ -161,3 +161,23 @@ def locate_cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | No
         return None
     return ((usage.get("input_tokens") or 0) * prices[0]
             + (usage.get("output_tokens") or 0) * prices[1]) / 1_000_000
+
+
+# Output image tokens per 1024x1024 by quality (OpenAI's published figures for GPT image models);
+# used only to reserve budget before a call, the accounting uses the call's own `usage`.
+_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056}
+
+
+def estimate_usd(edit_model: str, size: tuple[int, int], quality: str,
+                 locate_model: str | None) -> float:
+    """A typical cost for locating + editing one photo; 0.0 when no price is known."""
+    total = 0.0
+    model = lookup(edit_model)
+    if model and model.prices:
+        text_price, image_price, out_price = model.prices
+        out = _OUTPUT_TOKENS.get(quality, 1056) * size[0] * size[1] / (1024 * 1024)
+        total += (400 * text_price + 1000 * image_price + out * out_price) / 1_000_000
+    if locate_model and locate_model in LOCATE_PRICES:
+        price_in, price_out = LOCATE_PRICES[locate_model]
+        total += (1500 * price_in + 300 * price_out) / 1_000_000
+    return total

@@ -103,6 +103,7 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
         "OPENAI_BASE_URL": openai_fake.url,
         "DESKMARK_EDIT_MODEL": "gpt-image-2",
         "DESKMARK_LOCATE_MODEL": "gpt-5.4",
+        "DESKMARK_EDIT_RATE_PER_MINUTE": "600",  # the rate tests run their own workers
         "ZENDESK_BASE_URL": zendesk.url,
         "ZENDESK_EMAIL": zendesk.email,
         "ZENDESK_API_TOKEN": zendesk.api_token,
@@ -187,3 +188,49 @@ def post_signed(web_url: str, zendesk: SandboxZendesk, payload: dict[str, Any] |
     headers = zendesk.signed_headers(body, WEBHOOK_SECRET)
     headers.update(header_overrides)
     return httpx.post(f"{web_url}/webhooks/zendesk", content=body, headers=headers, timeout=15)
+
+
+class Stack:
+    """A private deskmark: its own throwaway Redis, web app and worker processes, for tests that
+    need settings of their own (rate, budget, visibility timeout) or kill things."""
+
+    def __init__(self, base_env: dict[str, str], workdir: Path, overrides: dict[str, str],
+                 workers: int, appendonly: bool) -> None:
+        from webhooks import create_app
+        from worker.store import Store
+
+        self.workdir = workdir
+        self.redis = EmbeddedRedis(appendonly=appendonly).start()
+        self.env = {**base_env, "REDIS_URL": self.redis.url, **overrides}
+        self.settings = Settings.from_env(self.env, dotenv=None)
+        self.web = LoopbackServer(create_app(self.settings)).start()
+        self.store = Store.from_url(self.redis.url)
+        self.workers: list[WorkerProcess] = []
+        for _ in range(workers):
+            self.add_worker()
+
+    def add_worker(self) -> WorkerProcess:
+        log = self.workdir / f"worker{len(self.workers)}.log"
+        worker = WorkerProcess(self.env, log).start()
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.web.stop()
+        self.redis.cleanup()
+
+
+@pytest.fixture
+def make_stack(deskmark_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+
+    def make(workers: int = 1, appendonly: bool = False, **overrides: str) -> Stack:
+        stack = Stack(deskmark_env, tmp_path, overrides, workers, appendonly)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

@@ -9,9 +9,10 @@ from integrations.config import Settings
 __all__ = ["make_celery", "VISIBILITY_TIMEOUT", "QUEUE"]
 
 QUEUE = "deskmark"
-# Longer than the longest job (an edit may take 4 minutes; downloads and uploads add some):
-# with the Redis transport an unacknowledged message comes back only after this, and every
-# retry countdown must stay below it or the message is delivered twice.
+# The default of DESKMARK_VISIBILITY_TIMEOUT. Longer than the longest job (an edit may take
+# 4 minutes; downloads and uploads add some): with the Redis transport an unacknowledged
+# message comes back only after this, so a worker killed mid-job is covered, and every retry
+# countdown must stay below it or the message is delivered twice.
 VISIBILITY_TIMEOUT = 3600
 
 
@@ -28,7 +29,16 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # Sweep for messages abandoned by dead workers a few times per timeout, not once
+            # per ~100 s (kombu's default interval x throttle).
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
+            # A publish to a broker that vanished without closing the connection must not hang.
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+        },
         # The web app must answer a webhook within seconds: publish fails fast, we answer 503.
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0.1,
                                    "interval_step": 0.2, "interval_max": 0.3},

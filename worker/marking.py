@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from integrations.config import Settings
 from integrations.errors import PermanentError
-from integrations.models import request_size
+from integrations.models import estimate_usd, request_size
 from integrations.openai_images import EditRequest, EditResult, Located, OpenAIEditor, OpenAILocator
 from worker import images
 from worker.local import LocalAnnotator
@@ -49,6 +49,18 @@ class Editor(Protocol):
     model: str
 
     def edit(self, request: EditRequest) -> EditResult: ...
+
+
+class Gate(Protocol):
+    """Shared limits on paid calls (worker.limits.EditGate); the CLI runs without one."""
+
+    budget: float
+
+    def take_edit_slot(self) -> None: ...
+
+    def reserve(self, estimate: float) -> Any: ...
+
+    def settle(self, reservation: Any, actual: float) -> None: ...
 
 
 class Locator(Protocol):
@@ -93,6 +105,7 @@ class Marker:
     locator: Locator | None = None
     prompt: str | None = None
     local: LocalAnnotator = field(default_factory=LocalAnnotator)
+    gate: Gate | None = None
 
     def mark(
         self,
@@ -110,20 +123,39 @@ class Marker:
         editor = self.editor
         prepared = images.prepare(data, lambda w, h: request_size(editor.model, w, h))
         size = prepared.request_size
-        found = Located.from_dict(located) if located else self._locate(prepared, subject,
-                                                                        description)
-        if found is not None and not located:
-            remember(found.to_dict())
-        regions = [images.pad_box(b.box, size) for b in (found.boxes if found else [])]
-        prompt = build_prompt(self.prompt, subject, description)
-        started = time.monotonic()
-        result = editor.edit(EditRequest(
-            image=prepared.request_image,
-            mime=prepared.request_mime,
-            size=size,
-            prompt=prompt + MASK_HINT if regions else prompt,
-            mask=images.edit_mask(size, regions) if regions else None,
-        ))
+        reservation = None
+        if self.gate is not None:
+            self.gate.take_edit_slot()  # raises Throttled: nothing has been spent yet
+            will_locate = self.locator is not None and not located
+            estimate = estimate_usd(editor.model, size, getattr(editor, "quality", "medium"),
+                                    self.locator.model if will_locate and self.locator else None)
+            reservation = self.gate.reserve(estimate)
+            if reservation is None:
+                result = self.local.mark(prepared)
+                meta = _meta(result, None, [], 0.0)
+                meta.update(budget_reached=True, budget_usd=self.gate.budget)
+                return Marked(result.image, meta)
+        spent = 0.0
+        try:
+            found = Located.from_dict(located) if located else self._locate(prepared, subject,
+                                                                            description)
+            if found is not None and not located:
+                spent += found.cost_usd or 0.0
+                remember(found.to_dict())
+            regions = [images.pad_box(b.box, size) for b in (found.boxes if found else [])]
+            prompt = build_prompt(self.prompt, subject, description)
+            started = time.monotonic()
+            result = editor.edit(EditRequest(
+                image=prepared.request_image,
+                mime=prepared.request_mime,
+                size=size,
+                prompt=prompt + MASK_HINT if regions else prompt,
+                mask=images.edit_mask(size, regions) if regions else None,
+            ))
+            spent += result.cost_usd or 0.0
+        finally:
+            if self.gate is not None and reservation is not None:
+                self.gate.settle(reservation, spent)
         seconds = time.monotonic() - started
         edited = images.load(result.image)
         if regions:
@@ -149,13 +181,13 @@ class Marker:
             return Located(model=self.locator.model, boxes=[], problem=agent_reason(exc))
 
 
-def make_marker(settings: Settings) -> Marker:
+def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:
     """The configured marker: OpenAI (locating unless DESKMARK_LOCATE_MODEL is empty), or the
-    local annotator."""
+    local annotator. Workers pass the shared `gate` (edit rate, daily budget)."""
     if settings.edit_provider != "openai":
         return Marker(editor=None)
     locator = OpenAILocator(settings) if settings.locate_model else None
-    return Marker(editor=OpenAIEditor(settings), locator=locator, prompt=settings.prompt)
+    return Marker(editor=OpenAIEditor(settings), locator=locator, prompt=settings.prompt, gate=gate)
 
 
 def _meta(result: EditResult, located: Located | None, regions: list[images.Box],

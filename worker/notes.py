@@ -38,6 +38,10 @@ def note_html(filename: str, mark: dict[str, Any], job_id: str) -> str:
     lines = [f"<p><strong>deskmark</strong> marked the damage on <em>{escape(filename)}</em>.</p>"]
     labels = ", ".join(escape(label) for label in mark.get("labels") or [])
     located = mark.get("located") or {}
+    if mark.get("budget_reached"):
+        lines.append(
+            f"<p>The daily AI budget (${mark.get('budget_usd') or 0:.2f}, DESKMARK_DAILY_BUDGET_USD) "
+            "was reached, so this photo was marked without an AI model.</p>")
     if mark.get("provider") == "local":
         lines.append(
             f"<p>Marked: the area circled in red (“{labels or 'possible damage'}”). Marked by "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from integrations.config import Settings
-from integrations.errors import PermanentError, UnsafeURL, UnusablePhoto, VendorError
+from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, TicketEvent, job_id_for
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Review, SlackNotifier
@@ -28,7 +28,9 @@ __all__ = ["Runtime", "expand_event", "run_job", "fail_job", "decide", "ESCALATI
 log = logging.getLogger("deskmark.pipeline")
 
 ESCALATION_TAGS = ["deskmark_annotated", "warranty_review"]
-LEASE_SECONDS = 900  # longer than one attempt; a crashed worker's lease lapses before redelivery
+# Longer than one attempt (an edit may take 4 minutes), and never longer than the visibility
+# timeout, so a crashed worker's lease has lapsed when its message comes back.
+LEASE_SECONDS = 600
 
 
 @dataclass
@@ -75,7 +77,8 @@ def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
             continue  # deskmark's own notes
         job_id = job_id_for(event.vendor, event.ticket_id, photo.attachment_id)
         fields = {"vendor": event.vendor, "ticket_id": event.ticket_id,
-                  "attachment_id": photo.attachment_id, "filename": photo.filename}
+                  "attachment_id": photo.attachment_id, "filename": photo.filename,
+                  "photo": photo.to_dict()}
         if not photo.looks_like_image():
             if rt.store.create_job(job_id, fields):
                 rt.store.update(job_id, {"state": "skipped",
@@ -92,9 +95,12 @@ def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
 def run_job(job: dict[str, Any], rt: Runtime) -> str:
     """Run one photo job to the end; return its final state. Raises VendorError to retry."""
     job_id = job["job_id"]
-    lease = rt.store.acquire_lease(job_id, LEASE_SECONDS)
+    lease = rt.store.acquire_lease(job_id, min(LEASE_SECONDS, rt.settings.visibility_timeout))
     if lease is None:
-        return "busy"  # another worker holds it; its own message covers the job
+        # Another worker holds it, or held it and died: come back when the lease has lapsed.
+        # (Dropping this message would lose the job if the holder is dead.)
+        raise Throttled(f"job {job_id} is held by another worker",
+                        min(30.0, rt.store.lease_left(job_id) + 1))
     try:
         record = rt.store.job(job_id)
         if record.get("state") in ("done", "skipped"):
@@ -244,7 +250,8 @@ def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError |
     job_id = job["job_id"]
     rt.store.update(job_id, {"state": "failed", "reason": reason,
                              "last_error": error.record() if error else None})
-    log.warning("failed %s: %s", job_id, reason)
+    rt.store.bury(job_id)
+    log.warning("failed %s (dead letter; `deskmark replay %s` re-runs it): %s", job_id, job_id, reason)
     record = rt.store.job(job_id)
     if record.get("failure_noted") or record.get("note_id"):
         return

@@ -8,6 +8,9 @@ Keys (all under `dm:`):
   job:{id}:marked           the marked image bytes, kept so a retry never pays for a second edit
   lease:{id}                held while one worker runs the job
   jobs                      sorted set of job ids by last update (the dashboard reads it)
+  dead                      sorted set of dead-lettered job ids (and `ev-…` events) by time
+  spend:{YYYY-MM-DD}        USD spent on model calls that day (worker.limits)
+  limit:edit                when the next edit call may start (worker.limits)
   heartbeat:worker          refreshed by every running worker
 """
 
@@ -109,6 +112,29 @@ class Store:
         self.r.hsetnx(f"dm:job:{job_id}", "review", _encode(decision))
         current: dict[str, Any] = self.job(job_id)["review"]
         return current
+
+    # --- dead letters ---------------------------------------------------------------------------
+    def bury(self, job_id: str) -> None:
+        self.r.zadd("dm:dead", {job_id: time.time()})
+
+    def unbury(self, job_id: str) -> None:
+        self.r.zrem("dm:dead", job_id)
+
+    def dead_ids(self, limit: int = 1000) -> list[str]:
+        return [_text(i) for i in self.r.zrange("dm:dead", 0, limit - 1)]
+
+    def bury_event(self, event: dict[str, Any], reason: str, error: dict[str, Any] | None) -> str:
+        """Keep an event whose ticket could not be read, so `deskmark replay` can retry it."""
+        event_id = "ev-" + uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(event, sort_keys=True)).hex[:16]
+        self.create_job(event_id, {"kind": "event", "vendor": event.get("vendor"),
+                                   "ticket_id": event.get("ticket_id"), "event": event})
+        self.update(event_id, {"state": "failed", "reason": reason, "last_error": error})
+        self.bury(event_id)
+        return event_id
+
+    def lease_left(self, job_id: str) -> float:
+        ttl = self.r.pttl(f"dm:lease:{job_id}")
+        return max(0.0, ttl / 1000) if isinstance(ttl, int) and ttl > 0 else 0.0
 
     # --- the marked image ---------------------------------------------------------------------
     def save_marked(self, job_id: str, image: bytes, meta: dict[str, Any]) -> None:

@@ -6,7 +6,6 @@ Tasks take JSON-able dicts. `handle_event` fans an event out into one `process_p
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from typing import Any
 
@@ -14,7 +13,7 @@ from celery import Task
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from integrations.config import Settings
-from integrations.errors import PermanentError, RateLimited, RetryableError, UnusablePhoto
+from integrations.errors import PermanentError, RetryableError, Throttled, UnusablePhoto
 from integrations.events import TicketEvent
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
@@ -22,29 +21,18 @@ from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import SlackNotifier
 from integrations.zendesk.client import ZendeskClient
 from worker import pipeline
-from worker.app import VISIBILITY_TIMEOUT, make_celery
+from worker.app import make_celery
+from worker.limits import EditGate
 from worker.marking import make_marker
+from worker.retry import MAX_RETRIES, countdown, throttle_countdown
 from worker.store import Store
 
-__all__ = ["app", "handle_event", "process_photo", "runtime", "retry_countdown"]
+__all__ = ["app", "handle_event", "process_photo", "review", "runtime"]
 
 log = logging.getLogger("deskmark.worker")
 
 settings = Settings.from_env()
 app = make_celery(settings)
-
-MAX_RETRIES = 6
-
-
-def retry_countdown(exc: RetryableError, retries: int) -> float:
-    """Seconds before the next attempt: the vendor's Retry-After when it gave one, else
-    exponential backoff with jitter; always below the broker's visibility timeout."""
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        delay = exc.retry_after + random.uniform(0, 1)
-    else:
-        delay = min(300.0, 5.0 * 2**retries) * random.uniform(0.5, 1.0)
-    return min(delay, VISIBILITY_TIMEOUT - 120)
-
 
 _runtime: pipeline.Runtime | None = None
 _runtime_lock = threading.Lock()
@@ -60,11 +48,12 @@ def runtime() -> pipeline.Runtime:
                 helpdesks["zendesk"] = ZendeskClient(settings.zendesk, settings.attachment_hosts)
             if settings.freshdesk:
                 helpdesks["freshdesk"] = FreshdeskClient(settings.freshdesk, settings.attachment_hosts)
+            store = Store.from_url(settings.redis_url)
             _runtime = pipeline.Runtime(
                 settings=settings,
-                store=Store.from_url(settings.redis_url),
+                store=store,
                 helpdesks=helpdesks,
-                marker=make_marker(settings),
+                marker=make_marker(settings, EditGate(store, settings)),
                 notifier=SlackNotifier(settings.slack) if settings.slack else None,
             )
         return _runtime
@@ -80,9 +69,14 @@ def handle_event(self: Task, event: dict[str, Any]) -> None:
     try:
         jobs = pipeline.expand_event(parsed, rt)
     except RetryableError as exc:
-        raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
+        if self.request.retries >= MAX_RETRIES:
+            rt.store.bury_event(event, f"gave up after {MAX_RETRIES + 1} attempts: {exc}", exc.record())
+            return
+        raise self.retry(countdown=countdown(exc, self.request.retries, settings.visibility_timeout),
+                         exc=exc) from exc
     except (PermanentError, UnusablePhoto) as exc:
-        log.warning("event for ticket %s dropped: %s", event.get("ticket_id"), exc)
+        log.warning("event for ticket %s could not be read: %s", parsed.ticket_id, exc)
+        rt.store.bury_event(event, str(exc), exc.record() if isinstance(exc, PermanentError) else None)
         return
     for job in jobs:
         process_photo.apply_async(args=[job])
@@ -93,13 +87,21 @@ def process_photo(self: Task, job: dict[str, Any]) -> str:
     rt = runtime()
     try:
         return pipeline.run_job(job, rt)
+    except Throttled as exc:
+        # Not a failure: come back when the limit opens, without holding this worker slot,
+        # and without using up an attempt.
+        rt.store.update(job["job_id"], {"state": "waiting", "reason": str(exc)})
+        process_photo.apply_async(args=[job], retries=self.request.retries,
+                                  countdown=throttle_countdown(exc.wait, settings.visibility_timeout))
+        return "throttled"
     except RetryableError as exc:
         if self.request.retries >= MAX_RETRIES:
             pipeline.fail_job(job, rt, f"gave up after {MAX_RETRIES + 1} attempts: {exc}", exc)
             return "failed"
         rt.store.update(job["job_id"], {"state": "retrying", "reason": str(exc)[:300],
                                         "last_error": exc.record()})
-        raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
+        raise self.retry(countdown=countdown(exc, self.request.retries, settings.visibility_timeout),
+                         exc=exc) from exc
     except PermanentError as exc:
         pipeline.fail_job(job, rt, str(exc), exc)
         return "failed"
@@ -115,7 +117,8 @@ def review(self: Task, click: dict[str, str]) -> str:
     try:
         return pipeline.decide(ReviewClick(**click), runtime())
     except RetryableError as exc:
-        raise self.retry(countdown=retry_countdown(exc, self.request.retries), exc=exc) from exc
+        raise self.retry(countdown=countdown(exc, self.request.retries, settings.visibility_timeout),
+                         exc=exc) from exc
     except PermanentError as exc:
         log.warning("review of %s could not be applied: %s", click.get("job_id"), exc)
         return "failed"

@@ -1,0 +1,154 @@
+"""Soak: 200 Zendesk webhook deliveries (20% of them duplicates) against loopback vendors, with a
+worker SIGKILLed twice during the run. Prints photos, notes, duplicates and lost; exits 1 unless
+every photo got exactly one note.
+
+    python bench/soak.py [--deliveries 200] [--latency 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deskmark.redis_server import EmbeddedRedis  # noqa: E402
+from deskmark.sandbox.openai import SandboxOpenAI  # noqa: E402
+from deskmark.sandbox.photos import damaged_product  # noqa: E402
+from deskmark.sandbox.server import LoopbackServer  # noqa: E402
+from deskmark.sandbox.zendesk import SandboxZendesk  # noqa: E402
+from integrations.config import Settings  # noqa: E402
+
+SECRET = "soak-secret"
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "deskmark.cli", "worker", "--concurrency", "8",
+                             "--loglevel", "WARNING", "--quiet"], env=env, cwd=ROOT,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=200)
+    parser.add_argument("--duplicates", type=float, default=0.2)
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds per edit call")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(name, None)
+
+    workdir = Path(tempfile.mkdtemp(prefix="deskmark-soak-"))
+    redis = EmbeddedRedis(appendonly=True).start()
+    zendesk = SandboxZendesk().start()
+    openai = SandboxOpenAI(latency=args.latency).start()
+    env = {**os.environ, "REDIS_URL": redis.url, "OPENAI_API_KEY": openai.api_key,
+           "OPENAI_BASE_URL": openai.url, "DESKMARK_LOCATE_MODEL": "gpt-5.4",
+           "DESKMARK_EDIT_RATE_PER_MINUTE": "0", "DESKMARK_VISIBILITY_TIMEOUT": "20",
+           "ZENDESK_BASE_URL": zendesk.url, "ZENDESK_EMAIL": zendesk.email,
+           "ZENDESK_API_TOKEN": zendesk.api_token, "ZENDESK_WEBHOOK_SECRET": SECRET,
+           "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host}
+    from webhooks import create_app
+
+    web = LoopbackServer(create_app(Settings.from_env(env, dotenv=None))).start()
+    zendesk.webhook_url, zendesk.webhook_secret = f"{web.url}/webhooks/zendesk", SECRET
+    workers = [start_worker(env, workdir / f"worker{i}.log") for i in range(2)]
+
+    photos = int(args.deliveries * (1 - args.duplicates))
+    photo = damaged_product(1200, 900)
+    deliveries: list[tuple[int, bytes, dict[str, str]]] = []
+    tickets: list[int] = []
+    for i in range(photos):
+        ticket_id = zendesk.create_ticket(f"Soak {i}", "damaged")
+        comment = zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "photo",
+                                      [(f"p{i}.jpg", photo, "image/jpeg")], notify=False)
+        body = json.dumps(zendesk.event_for(ticket_id, comment, comment.attachments[0],
+                                            zendesk.CUSTOMER_ID)).encode()
+        deliveries.append((ticket_id, body, zendesk.signed_headers(body)))
+        tickets.append(ticket_id)
+    rng = random.Random(7)
+    for _ in range(args.deliveries - photos):
+        ticket_id, body, headers = rng.choice(deliveries[:photos])
+        if rng.random() < 0.5:
+            headers = zendesk.signed_headers(body)  # same event, new invocation id
+        deliveries.append((ticket_id, body, headers))
+    rng.shuffle(deliveries)
+
+    answers: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def deliver(chunk: list[tuple[int, bytes, dict[str, str]]]) -> None:
+        with httpx.Client(timeout=15) as client:
+            for _, body, headers in chunk:
+                for _attempt in range(10):  # as Zendesk does: retry a 503
+                    status = client.post(f"{web.url}/webhooks/zendesk", content=body,
+                                         headers=headers).status_code
+                    if status != 503:
+                        break
+                    time.sleep(1)
+                with lock:
+                    answers[status] = answers.get(status, 0) + 1
+                time.sleep(0.02)
+
+    started = time.monotonic()
+    senders = [threading.Thread(target=deliver, args=(deliveries[i::4],)) for i in range(4)]
+    for sender in senders:
+        sender.start()
+
+    def done_count() -> int:
+        return sum(1 for t in tickets if any(n.attachments for n in zendesk.notes(t)))
+
+    kills = 0
+    for fraction in (0.3, 0.6):
+        while done_count() < photos * fraction and time.monotonic() - started < args.timeout:
+            time.sleep(0.2)
+        victim = workers[kills % len(workers)]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        print(f"[{time.monotonic() - started:5.1f} s] SIGKILLed worker {victim.pid} "
+              f"with {done_count()}/{photos} photos done; starting a replacement", flush=True)
+        workers[workers.index(victim)] = start_worker(env, workdir / f"worker-r{kills}.log")
+    for sender in senders:
+        sender.join()
+    while done_count() < photos and time.monotonic() - started < args.timeout:
+        time.sleep(0.5)
+    time.sleep(5)  # anything late would show up as a duplicate now
+
+    per_ticket = [len([n for n in zendesk.notes(t) if n.attachments]) for t in tickets]
+    notes = sum(per_ticket)
+    duplicates = sum(n - 1 for n in per_ticket if n > 1)
+    lost = sum(1 for n in per_ticket if n == 0)
+    edits = len(openai.calls)
+    for worker in workers:
+        worker.terminate()
+        worker.wait(20)
+    web.stop()
+    zendesk.stop()
+    openai.stop()
+    redis.cleanup()
+
+    print(f"\ndeliveries {args.deliveries} ({args.deliveries - photos} duplicates), answers "
+          f"{dict(sorted(answers.items()))}, workers killed {kills}, "
+          f"{time.monotonic() - started:.0f} s")
+    print(f"photos {photos}   notes {notes}   duplicates {duplicates}   lost {lost}   "
+          f"edit calls {edits} (re-done after kills: {edits - photos})")
+    ok = notes == photos and duplicates == 0 and lost == 0
+    print("OK: every photo got exactly one note" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
