@@ -48,7 +48,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from deskmark.replay import replay
+    from worker.replay import replay
 
     if not args.job_ids and not args.failed:
         print("deskmark replay: give JOB_ID… or --failed", file=sys.stderr)
@@ -58,9 +58,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     _settings_or_exit()  # fail here, with the message, rather than in every gunicorn worker
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics must add up the counters of every gunicorn worker.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="deskmark-metrics-")
     argv = ["gunicorn", "webhooks:create_app()", "--bind", f"{args.host}:{args.port}",
             "--workers", str(args.workers), "--threads", str(args.threads),
-            "--worker-class", "gthread", "--timeout", "30", "--access-logfile", "-"]
+            "--worker-class", "gthread", "--timeout", "30", "--config", "python:deskmark.gunicorn_conf"]
     os.execvp(sys.executable, [sys.executable, "-m", *argv])
     return 0  # not reached
 

@@ -46,6 +46,14 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        for _ in range(3):
+            if self._start(timeout):
+                return self
+            # Another process took the port between our probe and redis-server's bind.
+            self.port = _free_port()
+        raise RuntimeError(f"redis-server did not start (last port tried: {self.port})")
+
+    def _start(self, timeout: float) -> bool:
         self.process = subprocess.Popen(
             [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self._dir, "--save", "", "--appendonly",
@@ -53,16 +61,16 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
                     if conn.recv(16).startswith(b"+PONG"):
-                        return self
+                        return True
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -142,6 +142,10 @@ class Helpdesk(Protocol):
 
     def own_user_id(self) -> str: ...
 
+    def ticket_url(self, ticket_id: str) -> str:
+        """Where an agent opens the ticket (no API call)."""
+        ...
+
     def ticket(self, ticket_id: str) -> Ticket: ...
 
     def photos(self, ticket_id: str) -> list[SourcePhoto]:

@@ -28,7 +28,7 @@ def test_deskmark_web_serves_the_app_under_gunicorn(deskmark_env: dict[str, str]
     env = {**os.environ, **deskmark_env, "REDIS_URL": deskmark_env["REDIS_URL"][:-2] + "/4"}
     process = subprocess.Popen(
         [sys.executable, "-m", "deskmark.cli", "web", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+         "--workers", "2"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -40,8 +40,15 @@ def test_deskmark_web_serves_the_app_under_gunicorn(deskmark_env: dict[str, str]
                 return False
 
         wait_for(healthy, timeout=30)
-        assert post_signed(url, zendesk, {"ticket_id": "77"}).status_code == 202
-        assert httpx.post(f"{url}/webhooks/zendesk", content=b"{}", timeout=5).status_code == 401
+        for n in range(6):  # spread over both gunicorn workers
+            assert post_signed(url, zendesk, {"ticket_id": str(770 + n)}).status_code == 202
+        for _ in range(3):
+            assert httpx.post(f"{url}/webhooks/zendesk", content=b"{}", timeout=5).status_code == 401
+        # Whichever worker answers the scrape, it reports every worker's counts.
+        for _ in range(4):
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+            assert 'deskmark_webhooks_total{outcome="enqueued",vendor="zendesk"} 6.0' in text
+            assert 'deskmark_webhooks_total{outcome="unauthorized",vendor="zendesk"} 3.0' in text
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0].decode(errors="replace")

@@ -13,9 +13,10 @@ import hmac
 import ipaddress
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, Response, abort, jsonify, render_template, request
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from kombu.exceptions import KombuError, OperationalError
 
 from integrations.config import Settings
@@ -23,8 +24,11 @@ from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
 from integrations.freshdesk import webhook as freshdesk_webhook
 from integrations.slack import interactions as slack_interactions
 from integrations.zendesk import webhook as zendesk_webhook
+from webhooks.metrics import WEBHOOKS, outcome, render
 from worker.app import QUEUE, make_celery
-from worker.store import Store
+from worker.limits import EditGate
+from worker.replay import replay_jobs
+from worker.store import JOB_STATES, Store
 
 __all__ = ["create_app", "MAX_BODY_BYTES", "RETRY_AFTER_SECONDS"]
 
@@ -106,6 +110,21 @@ def create_app(settings: Settings | None = None) -> Flask:
         zendesk_webhook.ZendeskSignature(settings.zendesk.webhook_secret)
         if settings.zendesk else None
     )
+
+    @app.after_request
+    def count_webhooks(response: Response) -> Response:
+        if request.path.startswith("/webhooks/"):
+            vendor = request.path.removeprefix("/webhooks/").split("/")[0]
+            WEBHOOKS.labels(vendor, outcome(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        try:
+            body = render(store, settings)
+        except redis.RedisError as exc:
+            return Response(f"# Redis unreachable: {exc}\n", status=503, mimetype="text/plain")
+        return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
 
     @app.errorhandler(413)
     def too_large(_: Exception) -> tuple[Response, int]:
@@ -196,17 +215,48 @@ def create_app(settings: Settings | None = None) -> Flask:
             abort(Response("DESKMARK_ADMIN_TOKEN required\n", 401,
                            {"WWW-Authenticate": 'Basic realm="deskmark"'}))
 
+    def same_origin() -> None:
+        # Basic credentials are sent by the browser on its own: refuse cross-site form posts.
+        for header in ("Origin", "Referer"):
+            value = request.headers.get(header)
+            if value and urlsplit(value).netloc != request.host:
+                abort(Response("cross-site request refused\n", 403))
+
     @app.get("/")
     def dashboard() -> str:
         admin_only()
-        return render_template("dashboard.html", jobs=store.recent_jobs(100), settings=settings)
+        state = request.args.get("state") or None
+        vendor = request.args.get("vendor") or None
+        gate = EditGate(store, settings)
+        return render_template(
+            "dashboard.html", settings=settings, state=state, vendor=vendor,
+            jobs=store.recent_jobs(100, state=state, vendor=vendor),
+            dead=store.jobs(store.dead_ids(100)), spent=gate.spent(), health=store.metrics(),
+            notice=request.args.get("notice"), states=JOB_STATES,
+            vendors=[v for v in ("zendesk", "freshdesk") if getattr(settings, v)],
+        )
 
-    @app.get("/jobs/<job_id>/marked.jpg")
-    def marked(job_id: str) -> Response:
+    @app.get("/jobs/<job_id>/<any(marked, before, after):name>.jpg")
+    def job_image(job_id: str, name: str) -> Response:
         admin_only()
-        image = store.marked(job_id)
+        image = store.image(job_id, name)
         if image is None:
             abort(404)
-        return Response(image, mimetype="image/jpeg")
+        return Response(image, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/jobs/<job_id>/replay")
+    def replay_one(job_id: str) -> Any:
+        admin_only()
+        same_origin()
+        [(_, _, what)] = replay_jobs(store, intake.celery, [job_id])
+        return redirect(url_for("dashboard", notice=f"{job_id}: {what}"), code=303)
+
+    @app.post("/replay-failed")
+    def replay_failed() -> Any:
+        admin_only()
+        same_origin()
+        results = replay_jobs(store, intake.celery, store.dead_ids())
+        queued = sum(1 for _, ok, _ in results if ok)
+        return redirect(url_for("dashboard", notice=f"{queued} dead letters queued again"), code=303)
 
     return app

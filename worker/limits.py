@@ -78,6 +78,7 @@ class EditGate:
         delta = actual - reservation.amount
         if delta:
             self.store.r.incrbyfloat(f"dm:spend:{reservation.day}", delta)
+        self.store.add_spend(actual)
 
     def spent(self, day: str | None = None) -> float:
         value = self.store.r.get(f"dm:spend:{day or day_key()}")

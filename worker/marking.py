@@ -95,6 +95,15 @@ def build_prompt(template: str | None, subject: str, description: str) -> str:
 class Marked:
     image: bytes  # JPEG, what goes on the ticket
     meta: dict[str, Any] = field(default_factory=dict)  # what the note and the job record say
+    before: bytes = b""  # small JPEGs for the dashboard: the customer's photo, upright
+    after: bytes = b""  # ... and the marked one
+
+
+THUMBNAIL_EDGE = 320
+
+
+def _thumb(image: Any) -> bytes:
+    return images.encode_jpeg(images.fit_to(image, THUMBNAIL_EDGE), quality=80)
 
 
 @dataclass
@@ -118,8 +127,10 @@ class Marker:
         """`located` is an earlier attempt's locate result (so a retry does not pay twice);
         `remember` is called with a new one as soon as it exists."""
         if self.editor is None:
-            result = self.local.mark(images.prepare(data))
-            return Marked(result.image, _meta(result, None, [], 0.0))
+            prepared = images.prepare(data)
+            result = self.local.mark(prepared)
+            return Marked(result.image, _meta(result, None, [], 0.0), _thumb(prepared.photo),
+                          _thumb(images.load(result.image)))
         editor = self.editor
         prepared = images.prepare(data, lambda w, h: request_size(editor.model, w, h))
         size = prepared.request_size
@@ -134,7 +145,8 @@ class Marker:
                 result = self.local.mark(prepared)
                 meta = _meta(result, None, [], 0.0)
                 meta.update(budget_reached=True, budget_usd=self.gate.budget)
-                return Marked(result.image, meta)
+                return Marked(result.image, meta, _thumb(prepared.photo),
+                              _thumb(images.load(result.image)))
         spent = 0.0
         try:
             found = Located.from_dict(located) if located else self._locate(prepared, subject,
@@ -165,7 +177,8 @@ class Marker:
             on_photo = []
             delivered = edited
         return Marked(images.encode_jpeg(delivered, quality=92),
-                      _meta(result, found, on_photo, seconds))
+                      _meta(result, found, on_photo, seconds), _thumb(prepared.photo),
+                      _thumb(delivered))
 
     def _locate(self, prepared: images.Prepared, subject: str, description: str) -> Located | None:
         if self.locator is None:

@@ -78,7 +78,7 @@ def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
         job_id = job_id_for(event.vendor, event.ticket_id, photo.attachment_id)
         fields = {"vendor": event.vendor, "ticket_id": event.ticket_id,
                   "attachment_id": photo.attachment_id, "filename": photo.filename,
-                  "photo": photo.to_dict()}
+                  "photo": photo.to_dict(), "ticket_url": helpdesk.ticket_url(event.ticket_id)}
         if not photo.looks_like_image():
             if rt.store.create_job(job_id, fields):
                 rt.store.update(job_id, {"state": "skipped",
@@ -136,6 +136,9 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
         )
         marked, mark = result.image, result.meta
         rt.store.save_marked(job_id, marked, mark)
+        rt.store.save_thumbnails(job_id, result.before, result.after)
+        if mark.get("provider") == "openai":
+            rt.store.observe_edit(float(mark.get("edit_seconds") or 0.0))
         rt.store.update(job_id, {"model": mark["model"], "cost_usd": mark["cost_usd"],
                                  "request_id": mark["request_id"]})
 

@@ -29,7 +29,10 @@ DELIVERY_TTL = 7 * 24 * 3600
 SCAN_TTL = 3600  # a queued scan that never starts (queue purged) stops coalescing after this
 MARKED_TTL = 14 * 24 * 3600
 JOB_TTL = 90 * 24 * 3600
-JOB_STATES = ("queued", "running", "retrying", "done", "skipped", "failed", "ignored")
+JOB_STATES = ("queued", "running", "retrying", "waiting", "done", "skipped", "failed")
+TERMINAL_STATES = ("done", "skipped", "failed")
+# Edit-call latency histogram buckets (seconds): edits take 20 s to over 2 minutes.
+EDIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 240)
 HEARTBEAT_TTL = 45
 
 
@@ -95,17 +98,55 @@ class Store:
         pipe.hset(f"dm:job:{job_id}", mapping={k: _encode(v) for k, v in {**fields,
                                                                            "updated": now}.items()})
         pipe.zadd("dm:jobs", {job_id: now})
+        if fields.get("state") in TERMINAL_STATES:
+            pipe.hincrby("dm:metrics:jobs", fields["state"], 1)  # deskmark_jobs_total{state}
         pipe.execute()
+
+    # --- metrics the web app's /metrics reads (kept in Redis: workers may be on other hosts) --
+    def observe_edit(self, seconds: float) -> None:
+        pipe = self.r.pipeline()
+        for le in EDIT_BUCKETS:
+            if seconds <= le:
+                pipe.hincrby("dm:metrics:edit_seconds", str(le), 1)
+        pipe.hincrby("dm:metrics:edit_seconds", "+Inf", 1)
+        pipe.hincrbyfloat("dm:metrics:edit_seconds", "sum", seconds)
+        pipe.execute()
+
+    def add_spend(self, usd: float) -> None:
+        if usd:
+            self.r.incrbyfloat("dm:metrics:spend_usd_total", usd)
+
+    def metrics(self) -> dict[str, Any]:
+        pipe = self.r.pipeline()
+        pipe.hgetall("dm:metrics:jobs")
+        pipe.hgetall("dm:metrics:edit_seconds")
+        pipe.get("dm:metrics:spend_usd_total")
+        pipe.llen("deskmark")
+        pipe.zcard("dm:dead")
+        pipe.exists("dm:heartbeat:worker")
+        jobs, edits, spend, depth, dead, alive = pipe.execute()
+        return {"jobs": {_text(k): int(v) for k, v in jobs.items()},
+                "edit_seconds": {_text(k): float(v) for k, v in edits.items()},
+                "spend_usd_total": float(spend or 0), "queue_depth": int(depth),
+                "dead_letters": int(dead), "worker_up": bool(alive)}
 
     def count_attempt(self, job_id: str) -> int:
         return int(self.r.hincrby(f"dm:job:{job_id}", "attempts", 1))
 
-    def recent_jobs(self, limit: int = 50) -> list[dict[str, Any]]:
-        ids = self.r.zrevrange("dm:jobs", 0, limit - 1)
+    def jobs(self, ids: list[str]) -> list[dict[str, Any]]:
         pipe = self.r.pipeline()
         for job_id in ids:
-            pipe.hgetall(f"dm:job:{_text(job_id)}")
+            pipe.hgetall(f"dm:job:{job_id}")
         return [{_text(k): _decode(v) for k, v in raw.items()} for raw in pipe.execute() if raw]
+
+    def recent_jobs(self, limit: int = 50, state: str | None = None,
+                    vendor: str | None = None) -> list[dict[str, Any]]:
+        """The most recently updated jobs, newest first, optionally filtered."""
+        ids = [_text(i) for i in self.r.zrevrange("dm:jobs", 0, max(limit, 500) - 1)]
+        found = [j for j in self.jobs(ids) if j.get("kind") != "event"
+                 and (not state or j.get("state") == state)
+                 and (not vendor or j.get("vendor") == vendor)]
+        return found[:limit]
 
     def claim_review(self, job_id: str, decision: dict[str, Any]) -> dict[str, Any]:
         """Record the first decision on a job; return whichever decision holds."""
@@ -144,7 +185,18 @@ class Store:
         pipe.execute()
 
     def marked(self, job_id: str) -> bytes | None:
-        value = self.r.get(f"dm:job:{job_id}:marked")
+        return self.image(job_id, "marked")
+
+    def save_thumbnails(self, job_id: str, before: bytes, after: bytes) -> None:
+        pipe = self.r.pipeline()
+        for name, data in (("before", before), ("after", after)):
+            if data:
+                pipe.set(f"dm:job:{job_id}:{name}", data, ex=MARKED_TTL)
+        pipe.execute()
+
+    def image(self, job_id: str, name: str) -> bytes | None:
+        """`marked`, `before` or `after`."""
+        value = self.r.get(f"dm:job:{job_id}:{name}")
         return value if isinstance(value, bytes) else None
 
     # --- leases -------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ import threading
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 
 from integrations.config import Settings
 from integrations.errors import PermanentError, RetryableError, Throttled, UnusablePhoto
 from integrations.events import TicketEvent
 from integrations.freshdesk.client import FreshdeskClient
+from integrations.logs import configure_logging, log_context
 from integrations.models import retirement_problem, retirement_warning
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import SlackNotifier
@@ -62,6 +63,11 @@ def runtime() -> pipeline.Runtime:
 @app.task(bind=True, name="deskmark.handle_event", max_retries=MAX_RETRIES)
 def handle_event(self: Task, event: dict[str, Any]) -> None:
     parsed = TicketEvent.from_dict(event)
+    with log_context(vendor=parsed.vendor, ticket_id=parsed.ticket_id):
+        _handle_event(self, event, parsed)
+
+
+def _handle_event(self: Task, event: dict[str, Any], parsed: TicketEvent) -> None:
     rt = runtime()
     if parsed.photo is None:
         # From here on, a new event for this ticket may see photos this scan will not.
@@ -84,6 +90,11 @@ def handle_event(self: Task, event: dict[str, Any]) -> None:
 
 @app.task(bind=True, name="deskmark.process_photo", max_retries=MAX_RETRIES)
 def process_photo(self: Task, job: dict[str, Any]) -> str:
+    with log_context(job_id=job["job_id"], vendor=job["vendor"], ticket_id=job["ticket_id"]):
+        return _process_photo(self, job)
+
+
+def _process_photo(self: Task, job: dict[str, Any]) -> str:
     rt = runtime()
     try:
         return pipeline.run_job(job, rt)
@@ -114,6 +125,12 @@ def process_photo(self: Task, job: dict[str, Any]) -> str:
 
 @app.task(bind=True, name="deskmark.review", max_retries=MAX_RETRIES)
 def review(self: Task, click: dict[str, str]) -> str:
+    with log_context(job_id=click.get("job_id", ""), vendor=click.get("vendor", ""),
+                     ticket_id=click.get("ticket_id", "")):
+        return _review(self, click)
+
+
+def _review(self: Task, click: dict[str, str]) -> str:
     try:
         return pipeline.decide(ReviewClick(**click), runtime())
     except RetryableError as exc:
@@ -126,6 +143,11 @@ def review(self: Task, click: dict[str, str]) -> str:
 
 # --- worker life cycle --------------------------------------------------------------------------
 _stop_beating = threading.Event()
+
+
+@setup_logging.connect
+def _json_logs(loglevel: Any = None, **_: Any) -> None:
+    configure_logging(settings, loglevel or "INFO")
 
 
 @worker_init.connect

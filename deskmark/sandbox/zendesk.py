@@ -223,12 +223,18 @@ class SandboxZendesk:
         def send() -> None:
             for event in events:
                 body = json.dumps(event).encode()
-                try:
-                    answer = httpx.post(self.webhook_url or "", content=body, timeout=12,
-                                        headers=self.signed_headers(body))
-                    self.webhook_answers.append(answer.status_code)
-                except httpx.HTTPError:
-                    self.webhook_answers.append(0)
+                headers = self.signed_headers(body)
+                for attempt in range(4):  # Zendesk retries timeouts, and 503s with Retry-After
+                    try:
+                        answer = httpx.post(self.webhook_url or "", content=body, timeout=12,
+                                            headers=headers)
+                        status = answer.status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    if status not in (0, 503):
+                        break
+                    time.sleep(0.5 * (attempt + 1))
+                self.webhook_answers.append(status)
 
         threading.Thread(target=send, daemon=True).start()
 

@@ -106,12 +106,15 @@ class FreshdeskClient:
     def _ticket(self, ticket_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/api/v2/tickets/{ticket_id}"))
 
+    def ticket_url(self, ticket_id: str) -> str:
+        return f"{self.settings.base_url}/a/tickets/{ticket_id}"
+
     def ticket(self, ticket_id: str) -> Ticket:
         data = self._ticket(ticket_id)
         return Ticket(id=str(data["id"]), subject=data.get("subject") or "",
                       description=data.get("description_text") or data.get("description") or "",
                       tags=tuple(data.get("tags") or ()),
-                      url=f"{self.settings.base_url}/a/tickets/{ticket_id}")
+                      url=self.ticket_url(ticket_id))
 
     def _conversations(self, ticket_id: str) -> list[dict[str, Any]]:
         # Not `include=conversations`: that returns only the first ten.

@@ -48,6 +48,9 @@ class ZendeskClient:
     def own_user_id(self) -> str:
         return str(self._json("GET", "/api/v2/users/me.json")["user"]["id"])
 
+    def ticket_url(self, ticket_id: str) -> str:
+        return f"{self.settings.base_url}/agent/tickets/{ticket_id}"
+
     def ticket(self, ticket_id: str) -> Ticket:
         data = self._json("GET", f"/api/v2/tickets/{ticket_id}.json")["ticket"]
         return Ticket(
@@ -55,7 +58,7 @@ class ZendeskClient:
             subject=data.get("subject") or "",
             description=data.get("description") or "",
             tags=tuple(data.get("tags") or ()),
-            url=f"{self.settings.base_url}/agent/tickets/{ticket_id}",
+            url=self.ticket_url(ticket_id),
         )
 
     def _comments(self, ticket_id: str) -> list[dict[str, Any]]:

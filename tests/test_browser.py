@@ -1,0 +1,79 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Set DESKMARK_SCREENSHOT=path to save a screenshot of the dashboard (the README's comes from it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.zendesk import SandboxZendesk
+from tests.conftest import Stack, wait_for
+from tests.test_exactly_once import marked_notes, send_photo
+
+CHROMIUM = os.environ.get("DESKMARK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium's own background traffic is refused on a closed network: turn it off.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "dashboard-token-123"
+
+
+def test_dashboard_shows_jobs_and_replays_a_dead_letter(
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, openai_fake: SandboxOpenAI,
+) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    stack = make_stack(DESKMARK_ADMIN_TOKEN=TOKEN)
+    done_ticket, done_job = send_photo(zendesk, stack.web.url, f"Browser ok {uuid.uuid4().hex[:6]}",
+                                       size=(1600, 1200))
+    wait_for(lambda: stack.store.job(done_job).get("state") == "done", timeout=60)
+    openai_fake.faults.add("POST", "/images/edits", 400, {"error": {
+        "message": "Your request was rejected by the safety system.",
+        "type": "image_generation_user_error", "param": None, "code": "moderation_blocked"}})
+    dead_ticket, dead_job = send_photo(zendesk, stack.web.url, f"Browser dead {uuid.uuid4().hex[:6]}",
+                                       seed=71, size=(1600, 1200))
+    wait_for(lambda: dead_job in stack.store.dead_ids(), timeout=60)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            anonymous = browser.new_context()
+            assert anonymous.request.get(stack.web.url + "/").status == 401
+            page = browser.new_context(http_credentials={"username": "admin", "password": TOKEN},
+                                       viewport={"width": 1200, "height": 900}).new_page()
+            assert page.goto(stack.web.url + "/").status == 200
+            row = page.locator(f"#jobs tr[data-job='{done_job}']")
+            assert row.get_attribute("data-state") == "done"
+            thumbs = row.locator("img")
+            assert thumbs.count() == 2
+            thumbs.first.scroll_into_view_if_needed()
+            page.wait_for_function(
+                "els => els.every(i => i.complete && i.naturalWidth > 0)",
+                arg=thumbs.element_handles(), timeout=10_000)
+            dead_row = page.locator(f"#dead-letters tr[data-job='{dead_job}']")
+            assert "moderation" in dead_row.inner_text()
+            if os.environ.get("DESKMARK_SCREENSHOT"):
+                page.screenshot(path=os.environ["DESKMARK_SCREENSHOT"], full_page=True)
+            dead_row.get_by_role("button", name="Replay").click()
+            page.wait_for_load_state()
+            assert f"{dead_job}: queued again" in page.locator(".notice").inner_text()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if page.locator(f"#jobs tr[data-job='{dead_job}']").get_attribute("data-state") == "done":
+                    break
+                time.sleep(0.5)
+                page.reload()
+            assert page.locator(f"#jobs tr[data-job='{dead_job}']").get_attribute("data-state") == "done"
+            assert page.locator("#dead-letters").count() == 0  # the list is empty again
+        finally:
+            browser.close()
+    assert len(marked_notes(zendesk, dead_ticket)) == 1 and len(marked_notes(zendesk, done_ticket)) == 1
