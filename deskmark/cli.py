@@ -71,6 +71,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        # With dozens of threads, glibc keeps a malloc arena per thread and holds on to freed
+        # image buffers: two arenas keep the worker's memory flat. (Read at process start.)
+        os.execve(sys.executable, [sys.executable, "-m", "deskmark.cli", *sys.argv[1:]],
+                  {**os.environ, "MALLOC_ARENA_MAX": "2"})
     _settings_or_exit()
     from worker.tasks import app
 
@@ -118,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run the Celery worker")
-    worker.add_argument("--concurrency", type=int, default=16)
+    # Threads: a job spends almost all its time waiting on OpenAI (20 s to 2 min per edit);
+    # image work inside is bounded separately (worker.marking.IMAGE_SLOTS).
+    worker.add_argument("--concurrency", type=int, default=64)
     worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--quiet", action="store_true", help="no start-up banner")

@@ -7,7 +7,7 @@ JSON, and the webhook parsers build them from vendor payloads (validated at that
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
@@ -80,7 +80,8 @@ class SourcePhoto:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand, not dataclasses.asdict (deep copies): this runs on the webhook's hot path.
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourcePhoto:
@@ -102,9 +103,10 @@ class TicketEvent:
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f: getattr(self, f) for f in self.__dataclass_fields__}
         data["photo"] = self.photo.to_dict() if self.photo else None
         data["tags"] = list(self.tags) if self.tags is not None else None
+        data["extra"] = dict(self.extra)
         return data
 
     @classmethod

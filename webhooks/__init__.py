@@ -8,10 +8,8 @@ helpdesk: 202 enqueued · 200 deliberately ignored · 400 malformed · 401 bad s
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import ipaddress
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +23,7 @@ from integrations.freshdesk import webhook as freshdesk_webhook
 from integrations.slack import interactions as slack_interactions
 from integrations.zendesk import webhook as zendesk_webhook
 from webhooks.metrics import WEBHOOKS, outcome, render
-from worker.app import QUEUE, make_celery
+from worker.app import QUEUE, make_celery, task_message
 from worker.limits import EditGate
 from worker.replay import replay_jobs
 from worker.store import JOB_STATES, Store
@@ -34,53 +32,28 @@ __all__ = ["create_app", "MAX_BODY_BYTES", "RETRY_AFTER_SECONDS"]
 
 MAX_BODY_BYTES = 1024 * 1024  # helpdesk events are a few KB; attachments are never inlined
 RETRY_AFTER_SECONDS = 30  # Zendesk retries a 503 only when Retry-After is under 60 s
-OWN_ID_CACHE_SECONDS = 60
 
 
 class Intake:
-    """Accepts parsed events: loop guard, de-duplication, enqueue."""
+    """Accepts parsed events: loop guard, de-duplication and enqueue, in one Redis round trip."""
+
+    IGNORED = {"own": "deskmark's own action", "duplicate": "duplicate delivery",
+               "scan queued": "a scan of this ticket is already queued"}
 
     def __init__(self, settings: Settings, store: Store, celery: Any) -> None:
         self.settings = settings
         self.store = store
         self.celery = celery
-        self._own: dict[str, tuple[str | None, float]] = {}
-
-    def own_user_id(self, vendor: str) -> str | None:
-        value, expires = self._own.get(vendor, (None, 0.0))
-        if value and time.monotonic() < expires:
-            return value
-        # Learnt by the worker from the vendor's API. Not knowing it yet is not cached: the
-        # event for deskmark's first note arrives seconds after the worker learnt it.
-        value = self.store.own_user_id(vendor)
-        if value:
-            self._own[vendor] = (value, time.monotonic() + OWN_ID_CACHE_SECONDS)
-        return value
 
     def accept(self, event: TicketEvent) -> tuple[Response, int]:
+        message = task_message(self.celery, "deskmark.handle_event", [event.to_dict()])
         try:
-            own = self.own_user_id(event.vendor)
-            if own and event.actor_id == own:
-                return _answer("ignored", "deskmark's own action"), 200
-            if event.delivery_key and not self.store.claim_delivery(event.vendor, event.delivery_key):
-                return _answer("ignored", "duplicate delivery"), 200
-            scan = event.photo is None
-            if scan and not self.store.claim_scan(event.vendor, event.ticket_id):
-                # Only when it adds nothing: the queued scan has not started yet.
-                return _answer("ignored", "a scan of this ticket is already queued"), 200
+            outcome = self.store.accept(event.vendor, event.ticket_id, event.actor_id,
+                                        event.delivery_key, event.photo is None, QUEUE, message)
         except redis.RedisError:
-            return _unavailable("the job store (Redis) is unreachable")
-        try:
-            self.celery.send_task(
-                "deskmark.handle_event", args=[event.to_dict()], queue=QUEUE, ignore_result=True
-            )
-        except (OperationalError, KombuError, redis.RedisError, OSError):
-            with contextlib.suppress(redis.RedisError):
-                if event.delivery_key:
-                    self.store.release_delivery(event.vendor, event.delivery_key)
-                if scan:
-                    self.store.release_scan(event.vendor, event.ticket_id)
             return _unavailable("the queue (Redis) is unreachable")
+        if outcome in self.IGNORED:
+            return _answer("ignored", self.IGNORED[outcome]), 200
         return _answer("enqueued", f"{event.vendor} ticket {event.ticket_id}"), 202
 
 

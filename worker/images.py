@@ -243,15 +243,20 @@ def composite(photo: Image.Image, edited: Image.Image, regions: list[Box]) -> Im
     The paste fades in over a soft edge that lies inside each region, so every pixel outside
     the regions is exactly the customer's own.
     """
+    # Only the regions are touched: each is cut from the model's output, scaled to the photo,
+    # and pasted through its own soft-edged mask (much cheaper than a full-size composite).
+    result = photo.convert("RGB").copy()
     edited = edited.convert("RGB")
-    if edited.size != photo.size:
-        edited = edited.resize(photo.size, Image.Resampling.LANCZOS)
+    sx, sy = edited.width / photo.width, edited.height / photo.height
     feather = max(2, min(photo.size) // 200)
-    alpha = Image.new("L", photo.size, 0)
-    draw = ImageDraw.Draw(alpha)
     for x0, y0, x1, y1 in regions:
-        inner = (x0 + 3 * feather, y0 + 3 * feather, x1 - 1 - 3 * feather, y1 - 1 - 3 * feather)
-        if inner[0] < inner[2] and inner[1] < inner[3]:
-            draw.rectangle(inner, fill=255)
-    alpha = alpha.filter(ImageFilter.GaussianBlur(feather))
-    return Image.composite(edited, photo.convert("RGB"), alpha)
+        width, height = x1 - x0, y1 - y0
+        inner = (3 * feather, 3 * feather, width - 1 - 3 * feather, height - 1 - 3 * feather)
+        if width <= 0 or height <= 0 or inner[0] >= inner[2] or inner[1] >= inner[3]:
+            continue
+        patch = edited.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
+        patch = patch.resize((width, height), Image.Resampling.LANCZOS)
+        alpha = Image.new("L", (width, height), 0)
+        ImageDraw.Draw(alpha).rectangle(inner, fill=255)
+        result.paste(patch, (x0, y0), alpha.filter(ImageFilter.GaussianBlur(feather)))
+    return result

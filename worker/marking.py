@@ -9,6 +9,8 @@ model's whole image is delivered, and the note says it was regenerated.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +102,9 @@ class Marked:
 
 
 THUMBNAIL_EDGE = 320
+# Decoding and compositing are CPU-bound: with dozens of jobs per worker waiting on OpenAI, let
+# only a few do image work at once, so that memory stays bounded and the waiting ones are cheap.
+IMAGE_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
 
 def _thumb(image: Any) -> bytes:
@@ -127,12 +132,15 @@ class Marker:
         """`located` is an earlier attempt's locate result (so a retry does not pay twice);
         `remember` is called with a new one as soon as it exists."""
         if self.editor is None:
-            prepared = images.prepare(data)
-            result = self.local.mark(prepared)
-            return Marked(result.image, _meta(result, None, [], 0.0), _thumb(prepared.photo),
-                          _thumb(images.load(result.image)))
+            with IMAGE_SLOTS:
+                prepared = images.prepare(data)
+                result = self.local.mark(prepared)
+                return Marked(result.image, _meta(result, None, [], 0.0), _thumb(prepared.photo),
+                              _thumb(images.load(result.image)))
         editor = self.editor
-        prepared = images.prepare(data, lambda w, h: request_size(editor.model, w, h))
+        with IMAGE_SLOTS:
+            prepared = images.prepare(data, lambda w, h: request_size(editor.model, w, h))
+            before = _thumb(prepared.photo)
         size = prepared.request_size
         reservation = None
         if self.gate is not None:
@@ -142,14 +150,19 @@ class Marker:
                                     self.locator.model if will_locate and self.locator else None)
             reservation = self.gate.reserve(estimate)
             if reservation is None:
-                result = self.local.mark(prepared)
-                meta = _meta(result, None, [], 0.0)
-                meta.update(budget_reached=True, budget_usd=self.gate.budget)
-                return Marked(result.image, meta, _thumb(prepared.photo),
-                              _thumb(images.load(result.image)))
+                with IMAGE_SLOTS:
+                    result = self.local.mark(prepared)
+                    meta = _meta(result, None, [], 0.0)
+                    meta.update(budget_reached=True, budget_usd=self.gate.budget)
+                    return Marked(result.image, meta, before, _thumb(images.load(result.image)))
+        # While the calls below take their 20 s to 2 min, hold the compressed photo and the
+        # request image only, not the decoded photo: it is decoded again for the composite.
+        photo_size = prepared.photo.size
+        request = prepared.request_image, prepared.request_mime
+        del prepared
         spent = 0.0
         try:
-            found = Located.from_dict(located) if located else self._locate(prepared, subject,
+            found = Located.from_dict(located) if located else self._locate(request, size, subject,
                                                                             description)
             if found is not None and not located:
                 spent += found.cost_usd or 0.0
@@ -158,8 +171,8 @@ class Marker:
             prompt = build_prompt(self.prompt, subject, description)
             started = time.monotonic()
             result = editor.edit(EditRequest(
-                image=prepared.request_image,
-                mime=prepared.request_mime,
+                image=request[0],
+                mime=request[1],
                 size=size,
                 prompt=prompt + MASK_HINT if regions else prompt,
                 mask=images.edit_mask(size, regions) if regions else None,
@@ -169,24 +182,26 @@ class Marker:
             if self.gate is not None and reservation is not None:
                 self.gate.settle(reservation, spent)
         seconds = time.monotonic() - started
-        edited = images.load(result.image)
-        if regions:
-            on_photo = [images.scale_box(r, size, prepared.photo.size) for r in regions]
-            delivered = images.composite(prepared.photo, edited, on_photo)
-        else:
-            on_photo = []
-            delivered = edited
-        return Marked(images.encode_jpeg(delivered, quality=92),
-                      _meta(result, found, on_photo, seconds), _thumb(prepared.photo),
-                      _thumb(delivered))
+        with IMAGE_SLOTS:
+            edited = images.load(result.image)
+            if regions:
+                photo = images.fit_to(images.load(data, images.DECODE_FLOOR), images.DELIVERY_EDGE)
+                assert photo.size == photo_size
+                on_photo = [images.scale_box(r, size, photo_size) for r in regions]
+                delivered = images.composite(photo, edited, on_photo)
+            else:
+                on_photo = []
+                delivered = edited
+            return Marked(images.encode_jpeg(delivered, quality=92),
+                          _meta(result, found, on_photo, seconds), before, _thumb(delivered))
 
-    def _locate(self, prepared: images.Prepared, subject: str, description: str) -> Located | None:
+    def _locate(self, request: tuple[bytes, str], size: tuple[int, int], subject: str,
+                description: str) -> Located | None:
         if self.locator is None:
             return None
         try:
-            return self.locator.locate(prepared.request_image, prepared.request_size,
-                                       _clip(subject, SUBJECT_LIMIT),
-                                       _clip(description, DESCRIPTION_LIMIT), prepared.request_mime)
+            return self.locator.locate(request[0], size, _clip(subject, SUBJECT_LIMIT),
+                                       _clip(description, DESCRIPTION_LIMIT), request[1])
         except PermanentError as exc:
             # A locate model we may not use should not cost the customer their note: edit
             # without a region, and say why in the note.

@@ -36,6 +36,22 @@ EDIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 240)
 HEARTBEAT_TTL = 45
 
 
+# The webhook's one round trip: loop guard, de-duplication and enqueue, all or nothing.
+# KEYS: own user id, delivery key, scan key, queue. ARGV: actor id, message, delivery TTL,
+# scan TTL, check delivery (1/0), claim scan (1/0).
+_ACCEPT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return 'own' end
+if ARGV[5] == '1' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return 'duplicate'
+end
+if ARGV[6] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then
+  return 'scan queued'
+end
+redis.call('LPUSH', KEYS[4], ARGV[2])
+return 'enqueued'
+"""
+
+
 def connect(url: str, timeout: float = 5.0) -> redis.Redis:
     return redis.Redis.from_url(
         url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
@@ -45,27 +61,23 @@ def connect(url: str, timeout: float = 5.0) -> redis.Redis:
 class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
+        self._accept = client.register_script(_ACCEPT)
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0) -> Store:
         return cls(connect(url, timeout))
 
     # --- web side -----------------------------------------------------------------------------
-    def claim_delivery(self, vendor: str, key: str) -> bool:
-        """True the first time a delivery key is seen; False for a duplicate."""
-        return bool(self.r.set(f"dm:delivery:{vendor}:{key}", b"1", nx=True, ex=DELIVERY_TTL))
-
-    def release_delivery(self, vendor: str, key: str) -> None:
-        """Forget a delivery we could not enqueue, so the vendor's retry is accepted."""
-        self.r.delete(f"dm:delivery:{vendor}:{key}")
-
-    def claim_scan(self, vendor: str, ticket_id: str) -> bool:
-        """True unless a scan of this ticket is already queued and not yet started.
-
-        A queued scan will see every photo present when it starts, so a second one adds
-        nothing; once it has started, a new event must queue a new scan.
-        """
-        return bool(self.r.set(f"dm:scan:{vendor}:{ticket_id}", b"1", nx=True, ex=SCAN_TTL))
+    def accept(self, vendor: str, ticket_id: str, actor_id: str | None, delivery_key: str,
+               scan: bool, queue: str, message: str) -> str:
+        """Enqueue `message` unless it is deskmark's own action, a delivery already seen, or a
+        scan of a ticket whose scan is queued and not started. Returns what happened."""
+        result = self._accept(
+            keys=[f"dm:self:{vendor}", f"dm:delivery:{vendor}:{delivery_key}",
+                  f"dm:scan:{vendor}:{ticket_id}", queue],
+            args=[actor_id or "", message, DELIVERY_TTL, SCAN_TTL,
+                  "1" if delivery_key else "0", "1" if scan else "0"])
+        return _text(result)
 
     def release_scan(self, vendor: str, ticket_id: str) -> None:
         self.r.delete(f"dm:scan:{vendor}:{ticket_id}")

@@ -83,10 +83,18 @@ class SandboxOpenAI:
     def __init__(self, api_key: str = "sk-sandbox",
                  transform: Callable[[Image.Image, Image.Image | None], Image.Image]
                  = regenerate_with_mark, latency: float = 0.0,
-                 locate: Callable[[Image.Image], Boxes] = boxes_at_damage) -> None:
+                 locate: Callable[[Image.Image], Boxes] = boxes_at_damage,
+                 locate_latency: float | None = None, cheap: bool = False) -> None:
         self.api_key = api_key
         self.transform = transform
         self.locate = locate
+        self.locate_latency = latency if locate_latency is None else locate_latency
+        # cheap: answer with a cached image of the requested size, skipping decoding and drawing,
+        # so that a benchmark measures deskmark and not this stand-in (the real API is remote).
+        self.cheap = cheap
+        self._cached: dict[tuple[int, int], bytes] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # edit calls being answered at the same time, at most
         self.located: list[dict[str, Any]] = []
         self.latency = latency
         self.calls: list[dict[str, Any]] = []
@@ -166,8 +174,8 @@ class SandboxOpenAI:
             if image is None:
                 return _error(400, "No input_image given.", "invalid_request_error",
                               "missing_required_parameter", "input")
-            if self.latency:
-                time.sleep(self.latency)
+            if self.locate_latency:
+                time.sleep(self.locate_latency)
             text = json.dumps({"boxes": self.locate(image)})
             return jsonify({
                 "id": f"resp_{uuid.uuid4().hex[:24]}", "object": "response",
@@ -196,7 +204,12 @@ class SandboxOpenAI:
             if injected is not None:
                 return injected
             if self.latency:
+                with self._lock:
+                    self.in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 time.sleep(self.latency)
+                with self._lock:
+                    self.in_flight -= 1
             model = form.get("model") or "dall-e-2"
             if model in RETIRED:
                 return _error(404, f"The model `{model}` has been deprecated (shut down "
@@ -225,6 +238,10 @@ class SandboxOpenAI:
                                   "invalid_request_error", "unsupported_file_mimetype", "image")
                 try:
                     image = Image.open(io.BytesIO(part.read()))
+                    if self.cheap:
+                        images.append(image)
+                        call["image_sizes"].append(image.size)
+                        continue
                     image.load()
                     call.setdefault("exif", []).append(dict(image.getexif()))
                 except OSError:
@@ -257,20 +274,28 @@ class SandboxOpenAI:
                 w, h = (int(v) for v in size.split("x"))
             else:
                 w, h = images[0].size
-            source = images[0].convert("RGB")
-            if source.size != (w, h):
-                source = source.resize((w, h))
-                if mask is not None:
-                    mask = mask.resize((w, h))
-            edited = self.transform(source, mask)
-            out = io.BytesIO()
-            edited.save(out, format="PNG")
+            if self.cheap:
+                if (w, h) not in self._cached:
+                    buffer = io.BytesIO()
+                    Image.new("RGB", (w, h), (200, 40, 40)).save(buffer, format="PNG")
+                    self._cached[(w, h)] = buffer.getvalue()
+                png = self._cached[(w, h)]
+            else:
+                source = images[0].convert("RGB")
+                if source.size != (w, h):
+                    source = source.resize((w, h))
+                    if mask is not None:
+                        mask = mask.resize((w, h))
+                edited = self.transform(source, mask)
+                out = io.BytesIO()
+                edited.save(out, format="PNG")
+                png = out.getvalue()
             text_tokens = max(1, len(call["prompt"]) // 4)
             image_tokens = 65 + 129 * len(images)
             output = int(OUTPUT_TOKENS[quality] * (w * h) / (1024 * 1024))
             return jsonify({
                 "created": int(time.time()),
-                "data": [{"b64_json": base64.b64encode(out.getvalue()).decode()}],
+                "data": [{"b64_json": base64.b64encode(png).decode()}],
                 "size": f"{w}x{h}", "quality": quality, "output_format": "png",
                 "background": "opaque",
                 "usage": {"input_tokens": text_tokens + image_tokens, "output_tokens": output,

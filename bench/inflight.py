@@ -1,0 +1,98 @@
+"""Edit calls in flight: N phone photos against a loopback OpenAI whose edit takes L seconds,
+through one `deskmark worker` (default settings), timed from the first webhook to the last note.
+Prints the makespan against the ideal (L: every edit at once), the most edits in flight at once,
+and the worker's peak RSS.
+
+    python bench/inflight.py [--photos 60] [--latency 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deskmark.redis_server import EmbeddedRedis  # noqa: E402
+from deskmark.sandbox.openai import SandboxOpenAI  # noqa: E402
+from deskmark.sandbox.photos import damaged_product  # noqa: E402
+from deskmark.sandbox.server import LoopbackServer  # noqa: E402
+from deskmark.sandbox.zendesk import SandboxZendesk  # noqa: E402
+from integrations.config import Settings  # noqa: E402
+
+SECRET = "inflight-secret"
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=60)
+    parser.add_argument("--latency", type=float, default=5.0)
+    args = parser.parse_args()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(name, None)
+    redis = EmbeddedRedis().start()
+    zendesk = SandboxZendesk().start()
+    openai = SandboxOpenAI(latency=args.latency, locate_latency=0.2, cheap=True).start()
+    env = {**os.environ, "REDIS_URL": redis.url, "OPENAI_API_KEY": openai.api_key,
+           "OPENAI_BASE_URL": openai.url, "DESKMARK_EDIT_RATE_PER_MINUTE": "0",
+           "ZENDESK_BASE_URL": zendesk.url, "ZENDESK_EMAIL": zendesk.email,
+           "ZENDESK_API_TOKEN": zendesk.api_token, "ZENDESK_WEBHOOK_SECRET": SECRET,
+           "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host}
+    from webhooks import create_app
+
+    web = LoopbackServer(create_app(Settings.from_env(env, dotenv=None))).start()
+    zendesk.webhook_url, zendesk.webhook_secret = f"{web.url}/webhooks/zendesk", SECRET
+    log = Path(tempfile.mkdtemp()) / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "deskmark.cli", "worker", "--loglevel", "WARNING",
+                               "--quiet"], env=env, cwd=ROOT, stdout=log.open("wb"),
+                              stderr=subprocess.STDOUT)
+    photo = damaged_product(4032, 3024)  # a 12 MP phone photo
+    print(f"{args.photos} photos of {len(photo) // 1024} KB (4032x3024), edit latency "
+          f"{args.latency:.0f} s; waiting for the worker…", flush=True)
+    time.sleep(4)  # worker start-up is not part of the measurement
+    tickets = []
+    started = time.monotonic()
+    for i in range(args.photos):
+        ticket_id = zendesk.create_ticket(f"Inflight {i}", "cracked")
+        zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "photo",
+                            [(f"IMG_{i}.jpg", photo, "image/jpeg")])  # Zendesk sends the webhook
+        tickets.append(ticket_id)
+    finished = None
+    while time.monotonic() - started < 300:
+        done = sum(1 for t in tickets if any(n.attachments for n in zendesk.notes(t)))
+        if done == len(tickets):
+            finished = time.monotonic() - started
+            break
+        time.sleep(0.1)
+    rss = peak_rss_mb(worker.pid)
+    worker.terminate()
+    worker.wait(30)
+    web.stop()
+    zendesk.stop()
+    openai.stop()
+    redis.cleanup()
+    if finished is None:
+        print(f"FAIL: not every photo got its note in 300 s (see {log})")
+        return 1
+    print(f"\nmakespan {finished:.1f} s for {args.photos} photos = {finished / args.latency:.2f}x the "
+          f"ideal {args.latency:.0f} s (goal: <= 20 s, under 10 s)")
+    print(f"edit calls in flight at once: {openai.max_in_flight}; worker peak RSS {rss:.0f} MB "
+          f"(goal < 600 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
