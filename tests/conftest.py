@@ -151,8 +151,8 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self._handle = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "deskmark.cli", "worker", "--concurrency", "8",
-             "--loglevel", "INFO", "--quiet"],
+            # The default pool (64 threads), as deployed: every test runs against it.
+            [sys.executable, "-m", "deskmark.cli", "worker", "--loglevel", "INFO", "--quiet"],
             env=self.env, stdout=self._handle, stderr=subprocess.STDOUT, cwd=self.log.parent,
         )
         return self
