@@ -30,7 +30,7 @@ from deskmark.sandbox.zendesk import SandboxZendesk  # noqa: E402
 from integrations.zendesk.webhook import ZendeskSignature  # noqa: E402
 
 SECRET = "bench-secret"
-GUNICORN = ["--workers", "2", "--threads", "8", "--worker-class", "gthread",
+GUNICORN = ["--workers", "2", "--threads", "32", "--worker-class", "gthread",
             "--config", "python:deskmark.gunicorn_conf"]
 LUA = """
 wrk.method = "POST"

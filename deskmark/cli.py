@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     web.add_argument("--host", default="0.0.0.0")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--workers", type=int, default=2)
-    web.add_argument("--threads", type=int, default=8)
+    # Each webhook waits on one Redis round trip: threads overlap those waits.
+    web.add_argument("--threads", type=int, default=32)
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run the Celery worker")
