@@ -15,7 +15,7 @@ from integrations.config import ConfigError, Settings
 from integrations.errors import VendorError
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
-from integrations.openai_images import translate
+from integrations.openai_images import make_client, translate
 from integrations.slack.notifier import SlackNotifier
 from integrations.zendesk.client import ZendeskClient
 
@@ -45,8 +45,7 @@ def _openai(settings: Settings) -> Finding:
     problem = retirement_problem(settings.edit_model)
     if problem:
         return Finding("openai", False, problem)
-    client = openai.OpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
-                           max_retries=0, timeout=15)
+    client = make_client(settings, timeout=15)
     try:
         available = {m.id for m in client.models.list()}
     except openai.APIError as exc:

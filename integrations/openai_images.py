@@ -28,6 +28,7 @@ __all__ = [
     "DamageBox",
     "Located",
     "clean_boxes",
+    "make_client",
     "EDIT_TIMEOUT_SECONDS",
 ]
 
@@ -130,18 +131,19 @@ class EditResult:
     label: str | None = None
 
 
+def make_client(settings: Settings, timeout: float) -> openai.OpenAI:
+    """The SDK client deskmark uses everywhere: its own retries off (see the module docstring)."""
+    return openai.OpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
+                         max_retries=0, timeout=timeout)
+
+
 class OpenAIEditor:
     provider = "openai"
 
     def __init__(self, settings: Settings) -> None:
         self.model = settings.edit_model
         self.quality = settings.edit_quality
-        self.client = openai.OpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            max_retries=0,
-            timeout=EDIT_TIMEOUT_SECONDS,
-        )
+        self.client = make_client(settings, EDIT_TIMEOUT_SECONDS)
 
     def edit(self, request: EditRequest) -> EditResult:
         caps = lookup(self.model)
@@ -183,12 +185,7 @@ class OpenAILocator:
         if not settings.locate_model:
             raise ValueError("locating is off (DESKMARK_LOCATE_MODEL is empty)")
         self.model = settings.locate_model
-        self.client = openai.OpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            max_retries=0,
-            timeout=LOCATE_TIMEOUT_SECONDS,
-        )
+        self.client = make_client(settings, LOCATE_TIMEOUT_SECONDS)
 
     def locate(self, image: bytes, size: tuple[int, int], subject: str, description: str,
                mime: str = "image/jpeg") -> Located:

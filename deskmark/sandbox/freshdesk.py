@@ -29,7 +29,7 @@ from flask import Flask, Response, jsonify, request
 
 from deskmark.sandbox.faults import Faults
 from deskmark.sandbox.files import SignedFileHost
-from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.server import HelpdeskSandbox, LoopbackServer
 
 __all__ = ["SandboxFreshdesk"]
 
@@ -83,7 +83,7 @@ def _error(status: int, code: str, message: str, field_name: str | None = None) 
     return response
 
 
-class SandboxFreshdesk:
+class SandboxFreshdesk(HelpdeskSandbox):
     AGENT_ID = 77000001  # deskmark's own agent
     CUSTOMER_ID = 66000001
 
@@ -105,23 +105,6 @@ class SandboxFreshdesk:
         self._window: tuple[int, int] = (0, 0)  # (minute, calls used)
         self.files = SignedFileHost(self._file, ttl=link_ttl)
         self.api = LoopbackServer(self._app())
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    @property
-    def files_host(self) -> str:
-        return self.files.host
-
-    def start(self) -> SandboxFreshdesk:
-        self.files.start()
-        self.api.start()
-        return self
-
-    def stop(self) -> None:
-        self.api.stop()
-        self.files.stop()
 
     # --- seeding and inspection -------------------------------------------------------------
     def _attachments(self, files: list[tuple[str, bytes, str]]) -> list[FdAttachment]:

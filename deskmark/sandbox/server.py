@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Self
 
 from werkzeug.serving import make_server
 
-__all__ = ["LoopbackServer"]
+__all__ = ["LoopbackServer", "HelpdeskSandbox"]
 
 # One access-log line per request drowns the demo's own output.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -33,3 +33,29 @@ class LoopbackServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class HelpdeskSandbox:
+    """What the loopback helpdesks share: an API server and a signed-URL file host."""
+
+    api: LoopbackServer
+    files: Any  # deskmark.sandbox.files.SignedFileHost
+
+    @property
+    def url(self) -> str:
+        """The API root (ZENDESK_BASE_URL / FRESHDESK_BASE_URL)."""
+        return self.api.url
+
+    @property
+    def files_host(self) -> str:
+        """host:port of the signed-URL server, for DESKMARK_ATTACHMENT_HOSTS."""
+        return str(self.files.host)
+
+    def start(self) -> Self:
+        self.files.start()
+        self.api.start()
+        return self
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.files.stop()

@@ -31,7 +31,7 @@ from flask import Flask, Response, jsonify, redirect, request
 
 from deskmark.sandbox.faults import Faults
 from deskmark.sandbox.files import SignedFileHost
-from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.server import HelpdeskSandbox, LoopbackServer
 
 __all__ = ["SandboxZendesk"]
 
@@ -78,7 +78,7 @@ def _error(status: int, error: str, description: str = "") -> Response:
     return response
 
 
-class SandboxZendesk:
+class SandboxZendesk(HelpdeskSandbox):
     """Start with `.start()`; `.url` is the API root (ZENDESK_BASE_URL)."""
 
     AGENT_ID = 900001  # deskmark's own API user
@@ -102,28 +102,9 @@ class SandboxZendesk:
         self.files = SignedFileHost(self._file)
         self.api = LoopbackServer(self._api_app())
 
-    # --- life cycle -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    @property
-    def files_host(self) -> str:
-        """host:port of the signed-URL server, for DESKMARK_ATTACHMENT_HOSTS."""
-        return self.files.host
-
     @property
     def file_requests(self) -> list[dict[str, Any]]:
         return self.files.requests
-
-    def start(self) -> SandboxZendesk:
-        self.files.start()
-        self.api.start()
-        return self
-
-    def stop(self) -> None:
-        self.api.stop()
-        self.files.stop()
 
     # --- seeding and inspection (Python API for the demo and the tests) ---------------------
     def create_ticket(self, subject: str, description: str, tags: list[str] | None = None,
