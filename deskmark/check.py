@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 import redis
@@ -64,36 +65,33 @@ def _openai(settings: Settings) -> Finding:
                    "; ".join(warnings) or None)
 
 
-def _zendesk(settings: Settings) -> Finding:
-    if settings.zendesk is None:
-        return Finding("zendesk", True, "off (no ZENDESK_* variables)")
-    client = ZendeskClient(settings.zendesk)
+def _signed_in(name: str, client: Any, base_url: str, who: str, auth_hint: str,
+               where_hint: str) -> Finding:
+    """One harmless call with a helpdesk client: whose id the credentials belong to."""
     try:
         user_id = client.own_user_id()
     except VendorError as exc:
-        auth = "ZENDESK_OAUTH_TOKEN" if settings.zendesk.oauth_token else \
-               "ZENDESK_EMAIL / ZENDESK_API_TOKEN"
-        hint = f"check {auth}" if exc.status in (401, 403) else \
-               "check ZENDESK_SUBDOMAIN / ZENDESK_BASE_URL and the network"
-        return Finding("zendesk", False, f"{exc}: {hint}")
+        hint = auth_hint if exc.status in (401, 403) else where_hint
+        return Finding(name, False, f"{exc}: check {hint}")
     finally:
         client.close()
-    return Finding("zendesk", True, f"{settings.zendesk.base_url}: signed in as user {user_id}")
+    return Finding(name, True, f"{base_url}: signed in as {who} {user_id}")
+
+
+def _zendesk(settings: Settings) -> Finding:
+    if settings.zendesk is None:
+        return Finding("zendesk", True, "off (no ZENDESK_* variables)")
+    auth = "ZENDESK_OAUTH_TOKEN" if settings.zendesk.oauth_token else "ZENDESK_EMAIL / ZENDESK_API_TOKEN"
+    return _signed_in("zendesk", ZendeskClient(settings.zendesk), settings.zendesk.base_url, "user",
+                      auth, "ZENDESK_SUBDOMAIN / ZENDESK_BASE_URL and the network")
 
 
 def _freshdesk(settings: Settings) -> Finding:
     if settings.freshdesk is None:
         return Finding("freshdesk", True, "off (no FRESHDESK_* variables)")
-    client = FreshdeskClient(settings.freshdesk)
-    try:
-        agent_id = client.own_user_id()
-    except VendorError as exc:
-        hint = "check FRESHDESK_API_KEY (Profile settings > View API key)" if exc.status in (401, 403) \
-            else "check FRESHDESK_DOMAIN / FRESHDESK_BASE_URL and the network"
-        return Finding("freshdesk", False, f"{exc}: {hint}")
-    finally:
-        client.close()
-    return Finding("freshdesk", True, f"{settings.freshdesk.base_url}: signed in as agent {agent_id}")
+    return _signed_in("freshdesk", FreshdeskClient(settings.freshdesk), settings.freshdesk.base_url,
+                      "agent", "FRESHDESK_API_KEY (Profile settings > View API key)",
+                      "FRESHDESK_DOMAIN / FRESHDESK_BASE_URL and the network")
 
 
 def _slack(settings: Settings) -> Finding:

@@ -72,7 +72,10 @@ class Settings:
     edit_rate_per_minute: int = 5
     daily_budget_usd: float = 20.0
     trigger_tags: tuple[str, ...] = ()
-    # Longer than the longest job: an unacknowledged message comes back after this (advanced).
+    # DESKMARK_VISIBILITY_TIMEOUT (advanced). Longer than the longest job (an edit may take 4
+    # minutes; downloads and uploads add some): with the Redis transport an unacknowledged
+    # message comes back only after this, so a worker killed mid-job is covered; every retry
+    # countdown stays below it, or the message would be delivered twice.
     visibility_timeout: int = 3600
     attachment_hosts: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)

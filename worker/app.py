@@ -11,14 +11,9 @@ from celery import Celery
 
 from integrations.config import Settings
 
-__all__ = ["make_celery", "task_message", "VISIBILITY_TIMEOUT", "QUEUE"]
+__all__ = ["make_celery", "task_message", "QUEUE"]
 
 QUEUE = "deskmark"
-# The default of DESKMARK_VISIBILITY_TIMEOUT. Longer than the longest job (an edit may take
-# 4 minutes; downloads and uploads add some): with the Redis transport an unacknowledged
-# message comes back only after this, so a worker killed mid-job is covered, and every retry
-# countdown must stay below it or the message is delivered twice.
-VISIBILITY_TIMEOUT = 3600
 
 
 def make_celery(settings: Settings) -> Celery:

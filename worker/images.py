@@ -53,10 +53,6 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"}
 
-MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
-        "HEIF": "image/heic"}
-
-
 def sniff(data: bytes) -> str | None:
     """The image format by magic bytes, or None."""
     for offset, magic, name in _MAGIC:

@@ -152,6 +152,7 @@ def _json_logs(loglevel: Any = None, **_: Any) -> None:
 
 @worker_init.connect
 def _check_model(**_: Any) -> None:
+    log.info("deskmark worker starting with %s", settings.describe())
     if settings.edit_provider == "openai":
         problem = retirement_problem(settings.edit_model)
         if problem:
