@@ -16,7 +16,7 @@ from typing import Any
 
 from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
-from integrations.events import Helpdesk, NoteFile, SourcePhoto, TicketEvent, job_id_for
+from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent, job_id_for
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Review, SlackNotifier
 from worker.marking import Marker
@@ -124,6 +124,7 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
 
     marked = rt.store.marked(job_id)
     mark: dict[str, Any] = record.get("mark") or {}
+    ticket: Ticket | None = None  # fetched once, for the prompt and for the Slack review
     if marked is None:
         data, _ = helpdesk.download(ticket_id, photo)
         subject = description = ""
@@ -161,7 +162,8 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
 
     if rt.notifier is not None and not record.get("slack_ts"):
         try:
-            _ask_for_review(job_id, photo, record, rt, helpdesk, marked, mark, ticket_id)
+            _ask_for_review(job_id, photo, record, rt, ticket or helpdesk.ticket(ticket_id),
+                            marked, mark)
         except PermanentError as exc:
             # The ticket has its note; a Slack misconfiguration is the operator's to fix.
             log.warning("Slack review for %s not posted: %s", job_id, exc)
@@ -173,9 +175,9 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
 
 
 def _ask_for_review(job_id: str, photo: SourcePhoto, record: dict[str, Any], rt: Runtime,
-                   helpdesk: Helpdesk, marked: bytes, mark: dict[str, Any], ticket_id: str) -> None:
+                   ticket: Ticket, marked: bytes, mark: dict[str, Any]) -> None:
     assert rt.notifier is not None
-    ticket = helpdesk.ticket(ticket_id)
+    ticket_id = ticket.id
     words = " ".join(f"{ticket.subject} — {ticket.description}".split())
     review = Review(
         job_id=job_id, vendor=record.get("vendor") or "", ticket_id=ticket_id, ticket_url=ticket.url,
