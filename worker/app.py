@@ -54,18 +54,20 @@ def task_message(app: Celery, name: str, args: list[Any]) -> str:
     The web app pushes it itself, in the same atomic step that records the delivery (see
     `Store.accept`), instead of going through kombu's producer: one Redis round trip per
     webhook, and never a claimed delivery without its message. The protocol part (headers,
-    body) is Celery's own `as_task_v2`; only kombu's Redis envelope is written here.
+    body) is Celery's own `as_task_v2`, made once per task name and filled in per message;
+    only kombu's Redis envelope is written here.
     """
+    headers, properties, embed = _protocol_template(app, name)
     task_id = str(uuid.uuid4())
-    headers, properties, body, _ = app.amqp.as_task_v2(
-        task_id, name, args=args, kwargs={}, argsrepr="", kwargsrepr="", ignore_result=True)
+    body = json.dumps([args, {}, embed])
     return json.dumps({
-        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "body": base64.b64encode(body.encode()).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": headers,
+        "headers": {**headers, "id": task_id, "root_id": task_id},
         "properties": {
             **properties,
+            "correlation_id": task_id,
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": QUEUE},
             "priority": 0,
@@ -73,3 +75,15 @@ def task_message(app: Celery, name: str, args: list[Any]) -> str:
             "delivery_tag": str(uuid.uuid4()),
         },
     })
+
+
+def _protocol_template(app: Celery, name: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Celery's headers, properties and body extras for `name`, from its own `as_task_v2`; only
+    the task id differs between two messages of the same task (the web app sends no eta,
+    expiry, parent or group)."""
+    cache: dict[str, Any] = app.__dict__.setdefault("_deskmark_templates", {})
+    if name not in cache:
+        headers, properties, body, _ = app.amqp.as_task_v2(
+            "", name, args=[], kwargs={}, argsrepr="", kwargsrepr="", ignore_result=True)
+        cache[name] = (headers, properties, body[2])
+    return cache[name]
