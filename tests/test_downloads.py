@@ -3,7 +3,13 @@ credentials only to the vendor, a byte cap."""
 
 from __future__ import annotations
 
+import http.server
+import shutil
+import ssl
+import subprocess
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +17,7 @@ from flask import Flask, Response, redirect, request
 
 from deskmark.sandbox.server import LoopbackServer
 from integrations.downloads import DownloadPolicy, fetch
-from integrations.errors import UnsafeURL, UnusablePhoto
+from integrations.errors import RetryableError, UnsafeURL, UnusablePhoto
 
 seen: list[dict[str, str | None]] = []
 
@@ -93,3 +99,40 @@ def test_downloads_are_capped(hosts: tuple[LoopbackServer, LoopbackServer]) -> N
     with httpx.Client(timeout=5) as client, pytest.raises(UnusablePhoto, match="larger than"):
         fetch(f"{files.url}/f/huge", policy(vendor, f"127.0.0.1:{files.port}", max_bytes=1024 * 1024),
               client)
+
+
+def test_an_attachment_host_with_an_untrusted_certificate_is_not_read(
+    tmp_path: Path, hosts: tuple[LoopbackServer, LoopbackServer],
+) -> None:
+    # Downloads share one TLS context (built once per process); it must still verify.
+    if not shutil.which("openssl"):
+        pytest.fail("the openssl command is needed to make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    served: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            served.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"\xff\xd8\xff photo")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        netloc = f"127.0.0.1:{server.server_address[1]}"
+        with httpx.Client() as vendor_client, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch(f"https://{netloc}/photo.jpg", policy(hosts[0], netloc), vendor_client)
+        assert served == []
+    finally:
+        server.shutdown()
+        server.server_close()
