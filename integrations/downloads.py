@@ -3,8 +3,10 @@
 Every hop of a download is checked: the host must be the vendor's own, one of its known
 attachment hosts, or listed in DESKMARK_ATTACHMENT_HOSTS; a host that resolves to a private,
 loopback or link-local address is refused unless it is allowed explicitly (configured by the
-deployer, not merely matched by a wildcard). Credentials go only to the vendor's own origin,
-and the body is streamed with a byte cap.
+deployer, not merely matched by a wildcard). The connection then goes to the very address that
+was checked, with the host name kept for the Host header, SNI and certificate: a name that
+resolves to something else a moment later (DNS rebinding) cannot move it. Credentials go only
+to the vendor's own origin, and the body is streamed with a byte cap.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ class DownloadPolicy:
     extra_hosts: tuple[str, ...] = ()  # DESKMARK_ATTACHMENT_HOSTS: explicitly trusted
     max_bytes: int = DEFAULT_MAX_BYTES
 
-    def check(self, url: str) -> bool:
-        """Raise UnsafeURL if `url` may not be fetched; return True if it gets credentials."""
+    def vet(self, url: str) -> tuple[bool, str | None]:
+        """Raise UnsafeURL if `url` may not be fetched. Return whether it gets credentials, and
+        the checked address to connect to (None where the host is trusted by configuration)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UnsafeURL(f"not an http(s) URL: {url[:200]}")
@@ -45,14 +48,12 @@ class DownloadPolicy:
         vendor = urlsplit(self.vendor_origin)
         vendor_netloc = vendor.netloc.lower()
         if origin == f"{vendor.scheme}://{vendor_netloc}":
-            return True
+            return True, None
         # The vendor's own host counts only with its own port: 127.0.0.1:6379 is not the vendor.
         explicit = _matches(host, netloc, self.extra_hosts) or netloc == vendor_netloc
         if not explicit and not _matches(host, netloc, self.known_hosts):
             raise UnsafeURL(f"host {netloc} is not {self.vendor}'s nor an allowed attachment host")
-        if not explicit:
-            _refuse_internal(host)
-        return False
+        return False, (None if explicit else _public_address(host))
 
 
 def _matches(host: str, netloc: str, patterns: tuple[str, ...]) -> bool:
@@ -66,15 +67,30 @@ def _matches(host: str, netloc: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def _refuse_internal(host: str) -> None:
+def _public_address(host: str) -> str:
+    """Resolve `host` once; refuse it if any address is not public; return the one to use."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise UnsafeURL(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
         if not address.is_global:
             raise UnsafeURL(f"{host} resolves to a non-public address ({address})")
+    if not addresses:
+        raise UnsafeURL(f"cannot resolve {host}: no address")
+    # IPv4 first: containers often have no IPv6 route, and only this one address is tried.
+    return str(min(addresses, key=lambda address: address.version))
+
+
+def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """`url` aimed at `address`, with the Host header and TLS server name of the original."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    original = parts.netloc.rsplit("@", 1)[-1]
+    return (parts._replace(netloc=netloc).geturl(), {"Host": original},
+            {"sni_hostname": parts.hostname or ""})
 
 
 @functools.cache
@@ -90,10 +106,12 @@ def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tupl
     # attachment to the next, and never the vendor's credentials.
     with httpx.Client(timeout=vendor_client.timeout, trust_env=False, verify=_tls()) as anonymous:
         for _ in range(MAX_REDIRECTS + 1):
-            with_credentials = policy.check(url)
+            with_credentials, address = policy.vet(url)
             client = vendor_client if with_credentials else anonymous
+            target, headers, extensions = (url, {}, {}) if address is None else _pinned(url, address)
             try:
-                with client.stream("GET", url, follow_redirects=False) as response:
+                with client.stream("GET", target, headers=headers, extensions=extensions,
+                                   follow_redirects=False) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import http.server
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from integrations.downloads import DownloadPolicy, fetch
 from integrations.errors import RetryableError, UnsafeURL, UnusablePhoto
 
 seen: list[dict[str, str | None]] = []
+host_headers: list[str | None] = []
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +36,11 @@ def hosts() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
         seen.append({"host": "files", "authorization": request.headers.get("Authorization")})
         if name == "huge":
             return Response((b"x" * 65536 for _ in range(64)), mimetype="image/jpeg")
+        return Response(b"\xff\xd8\xff photo", mimetype="image/jpeg")
+
+    @files.get("/h/<name>")
+    def file_with_host(name: str) -> Response:
+        host_headers.append(request.headers.get("Host"))
         return Response(b"\xff\xd8\xff photo", mimetype="image/jpeg")
 
     @vendor.get("/attachments/<target>")
@@ -61,14 +69,14 @@ def policy(vendor: LoopbackServer, *extra: str, max_bytes: int = 1024 * 1024) ->
 ])
 def test_foreign_and_internal_urls_are_refused(url: str, hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
     with pytest.raises(UnsafeURL):
-        policy(hosts[0]).check(url)
+        policy(hosts[0]).vet(url)
 
 
 def test_a_known_attachment_host_that_resolves_inside_is_refused() -> None:
     rule = DownloadPolicy(vendor="zendesk", vendor_origin="https://acme.zendesk.com",
                           known_hosts=("localhost",))
     with pytest.raises(UnsafeURL, match="non-public address"):
-        rule.check("http://localhost/photo.jpg")
+        rule.vet("http://localhost/photo.jpg")
 
 
 def test_credentials_go_to_the_vendor_only(hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
@@ -101,17 +109,18 @@ def test_downloads_are_capped(hosts: tuple[LoopbackServer, LoopbackServer]) -> N
               client)
 
 
-def test_an_attachment_host_with_an_untrusted_certificate_is_not_read(
-    tmp_path: Path, hosts: tuple[LoopbackServer, LoopbackServer],
-) -> None:
-    # Downloads share one TLS context (built once per process); it must still verify.
+@pytest.fixture
+def tls_host(tmp_path: Path) -> Iterator[tuple[int, list[str], list[str | None]]]:
+    """An HTTPS server on loopback with a self-signed certificate (port, paths served, SNI seen)."""
     if not shutil.which("openssl"):
         pytest.fail("the openssl command is needed to make a self-signed certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:files.zdusercontent.com",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     served: list[str] = []
+    names: list[str | None] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
@@ -126,13 +135,82 @@ def test_an_attachment_host_with_an_untrusted_certificate_is_not_read(
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[func-returns-value]
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        netloc = f"127.0.0.1:{server.server_address[1]}"
-        with httpx.Client() as vendor_client, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
-            fetch(f"https://{netloc}/photo.jpg", policy(hosts[0], netloc), vendor_client)
-        assert served == []
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield server.server_address[1], served, names
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_attachment_host_with_an_untrusted_certificate_is_not_read(
+    tls_host: tuple[int, list[str], list[str | None]], hosts: tuple[LoopbackServer, LoopbackServer],
+) -> None:
+    # Downloads share one TLS context (built once per process); it must still verify.
+    port, served, _ = tls_host
+    netloc = f"127.0.0.1:{port}"
+    with httpx.Client() as vendor_client, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(f"https://{netloc}/photo.jpg", policy(hosts[0], netloc), vendor_client)
+    assert served == []
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    hosts: tuple[LoopbackServer, LoopbackServer], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DNS rebinding: the attachment host's name answers a public address when deskmark checks
+    # it and a loopback one a moment later. The system resolver and the network are simulated
+    # (socket.getaddrinfo, socket.create_connection); the public address is routed to the
+    # loopback file server so that the download can complete.
+    vendor, files = hosts
+    name, public = "files.zdusercontent.com", "93.184.216.34"
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.create_connection
+    lookups: list[str] = []
+    connects: list[str] = []
+
+    def getaddrinfo(host: str, port: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = public if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))]
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        connects.append(address[0])
+        if address[0] == public:
+            address = ("127.0.0.1", address[1])
+        return real_connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    host_headers.clear()
+    with httpx.Client(timeout=5) as client:
+        data, _ = fetch(f"http://{name}:{files.port}/h/photo.jpg", policy(vendor), client)
+    assert data.startswith(b"\xff\xd8\xff")
+    assert lookups == [name]  # resolved once, by the check
+    assert connects == [public]  # and connected to what the check saw, not to a new answer
+    assert host_headers == [f"{name}:{files.port}"]  # the server still sees its own name
+
+
+def test_a_pinned_https_download_still_names_and_verifies_the_host(
+    tls_host: tuple[int, list[str], list[str | None]], hosts: tuple[LoopbackServer, LoopbackServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Connecting to the checked address must not lose the TLS server name: the file host gets
+    # its own name in SNI, and the certificate is verified (this one is self-signed: refused).
+    port, served, names = tls_host
+    name, public = "files.zdusercontent.com", "93.184.216.34"
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.create_connection
+
+    def getaddrinfo(host: str, port: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (public, int(port or 0)))]
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        return real_connect(("127.0.0.1", address[1]) if address[0] == public else address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    with httpx.Client(timeout=5) as client, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(f"https://{name}:{port}/photo.jpg", policy(hosts[0]), client)
+    assert names == [name] and served == []
