@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,63 +155,63 @@ def test_an_attachment_host_with_an_untrusted_certificate_is_not_read(
     assert served == []
 
 
-def test_the_connection_goes_to_the_address_that_was_checked(
-    hosts: tuple[LoopbackServer, LoopbackServer], monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # DNS rebinding: the attachment host's name answers a public address when deskmark checks
-    # it and a loopback one a moment later. The system resolver and the network are simulated
-    # (socket.getaddrinfo, socket.create_connection); the public address is routed to the
-    # loopback file server so that the download can complete.
-    vendor, files = hosts
-    name, public = "files.zdusercontent.com", "93.184.216.34"
+ATTACHMENT_NAME, PUBLIC = "files.zdusercontent.com", "93.184.216.34"
+
+
+@dataclass
+class FakeNetwork:
+    lookups: list[str] = field(default_factory=list)  # resolutions of ATTACHMENT_NAME
+    connects: list[str] = field(default_factory=list)  # addresses connected to
+
+
+@pytest.fixture
+def rebinding(monkeypatch: pytest.MonkeyPatch) -> FakeNetwork:
+    """The system resolver and network, simulated (socket.getaddrinfo, create_connection).
+
+    ATTACHMENT_NAME answers PUBLIC to its first lookup and 127.0.0.1 to every later one (DNS
+    rebinding); connections to PUBLIC are routed to loopback so that a download can complete.
+    """
+    network = FakeNetwork()
     real_getaddrinfo, real_connect = socket.getaddrinfo, socket.create_connection
-    lookups: list[str] = []
-    connects: list[str] = []
 
     def getaddrinfo(host: str, port: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if host != name:
+        if host != ATTACHMENT_NAME:
             return real_getaddrinfo(host, port, *args, **kwargs)
-        lookups.append(host)
-        address = public if len(lookups) == 1 else "127.0.0.1"
+        network.lookups.append(host)
+        address = PUBLIC if len(network.lookups) == 1 else "127.0.0.1"
         return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port or 0)))]
 
     def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
-        connects.append(address[0])
-        if address[0] == public:
+        network.connects.append(address[0])
+        if address[0] == PUBLIC:
             address = ("127.0.0.1", address[1])
         return real_connect(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket, "create_connection", create_connection)
+    return network
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    hosts: tuple[LoopbackServer, LoopbackServer], rebinding: FakeNetwork,
+) -> None:
+    vendor, files = hosts
     host_headers.clear()
     with httpx.Client(timeout=5) as client:
-        data, _ = fetch(f"http://{name}:{files.port}/h/photo.jpg", policy(vendor), client)
+        data, _ = fetch(f"http://{ATTACHMENT_NAME}:{files.port}/h/photo.jpg", policy(vendor), client)
     assert data.startswith(b"\xff\xd8\xff")
-    assert lookups == [name]  # resolved once, by the check
-    assert connects == [public]  # and connected to what the check saw, not to a new answer
-    assert host_headers == [f"{name}:{files.port}"]  # the server still sees its own name
+    assert rebinding.lookups == [ATTACHMENT_NAME]  # resolved once, by the check
+    assert rebinding.connects == [PUBLIC]  # and connected to what the check saw, not a new answer
+    assert host_headers == [f"{ATTACHMENT_NAME}:{files.port}"]  # the server still sees its name
 
 
 def test_a_pinned_https_download_still_names_and_verifies_the_host(
     tls_host: tuple[int, list[str], list[str | None]], hosts: tuple[LoopbackServer, LoopbackServer],
-    monkeypatch: pytest.MonkeyPatch,
+    rebinding: FakeNetwork,
 ) -> None:
     # Connecting to the checked address must not lose the TLS server name: the file host gets
     # its own name in SNI, and the certificate is verified (this one is self-signed: refused).
     port, served, names = tls_host
-    name, public = "files.zdusercontent.com", "93.184.216.34"
-    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.create_connection
-
-    def getaddrinfo(host: str, port: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if host != name:
-            return real_getaddrinfo(host, port, *args, **kwargs)
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (public, int(port or 0)))]
-
-    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
-        return real_connect(("127.0.0.1", address[1]) if address[0] == public else address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket, "create_connection", create_connection)
     with httpx.Client(timeout=5) as client, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
-        fetch(f"https://{name}:{port}/photo.jpg", policy(hosts[0]), client)
-    assert names == [name] and served == []
+        fetch(f"https://{ATTACHMENT_NAME}:{port}/photo.jpg", policy(hosts[0]), client)
+    assert names == [ATTACHMENT_NAME] and served == []

@@ -84,7 +84,8 @@ class _Lane(threading.local):
         except redis.ConnectionError:
             # redis-py has dropped the socket. A stale one (Redis restarted) fails before the
             # command runs, so send it once more on a new connection. Had it run after all,
-            # the script answers "duplicate" the second time: nothing is lost or doubled.
+            # the script finds its own delivery or scan key the second time and enqueues
+            # nothing: the webhook is answered 200, and nothing is lost or doubled.
             self.conn.send_packed_command([packed])
             return self.conn.read_response()
 
@@ -110,15 +111,17 @@ class Store:
                scan: bool, queue: str, message: str) -> str:
         """Enqueue `message` unless it is deskmark's own action, a delivery already seen, or a
         scan of a ticket whose scan is queued and not started. Returns what happened."""
-        args = (f"dm:self:{vendor}".encode(), f"dm:delivery:{vendor}:{delivery_key}".encode(),
-                f"dm:scan:{vendor}:{ticket_id}".encode(), queue.encode(),
-                (actor_id or "").encode(), message.encode(), b"%d" % DELIVERY_TTL,
-                b"%d" % SCAN_TTL, b"1" if delivery_key else b"0", b"1" if scan else b"0")
+        command = _pack(
+            b"EVALSHA", self._accept_sha, b"4",
+            f"dm:self:{vendor}".encode(), f"dm:delivery:{vendor}:{delivery_key}".encode(),
+            f"dm:scan:{vendor}:{ticket_id}".encode(), queue.encode(),
+            (actor_id or "").encode(), message.encode(), b"%d" % DELIVERY_TTL, b"%d" % SCAN_TTL,
+            b"1" if delivery_key else b"0", b"1" if scan else b"0")
         try:
-            result = self._lane.call(_pack(b"EVALSHA", self._accept_sha, b"4", *args))
+            result = self._lane.call(command)
         except redis.exceptions.NoScriptError:  # a restarted Redis: load the script again
             self.r.script_load(_ACCEPT)
-            result = self._lane.call(_pack(b"EVALSHA", self._accept_sha, b"4", *args))
+            result = self._lane.call(command)
         return _text(result)
 
     def release_scan(self, vendor: str, ticket_id: str) -> None:
