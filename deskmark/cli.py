@@ -56,6 +56,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(_settings_or_exit(), args.job_ids, args.failed)
 
 
+def web_workers() -> int:
+    """Two gunicorn workers per CPU: a worker's threads share one interpreter lock, and while
+    one worker waits to be scheduled the other keeps the core busy. On two cores, 4 x 16
+    threads took 15-25% more webhooks/s than 2 x 32, with a lower p99 (bench/ingest.py)."""
+    return min(8, 2 * len(os.sched_getaffinity(0)))
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     _settings_or_exit()  # fail here, with the message, rather than in every gunicorn worker
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -118,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     web = sub.add_parser("web", help="serve the webhook app under gunicorn")
     web.add_argument("--host", default="0.0.0.0")
     web.add_argument("--port", type=int, default=8000)
-    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--workers", type=int, default=web_workers(),
+                     help="gunicorn worker processes (default: 2 per CPU, at most 8)")
     # Each webhook waits on one Redis round trip: threads overlap those waits.
-    web.add_argument("--threads", type=int, default=32)
+    web.add_argument("--threads", type=int, default=16, help="threads per worker (default: 16)")
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run the Celery worker")

@@ -23,7 +23,7 @@ from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
 from integrations.freshdesk import webhook as freshdesk_webhook
 from integrations.slack import interactions as slack_interactions
 from integrations.zendesk import webhook as zendesk_webhook
-from webhooks.metrics import WEBHOOKS, outcome, render
+from webhooks.metrics import OUTCOMES, WEBHOOKS, outcome, render
 from worker.app import QUEUE, make_celery, task_message
 from worker.limits import EditGate
 from worker.replay import replay_jobs
@@ -33,6 +33,7 @@ __all__ = ["create_app", "MAX_BODY_BYTES", "RETRY_AFTER_SECONDS"]
 
 MAX_BODY_BYTES = 1024 * 1024  # helpdesk events are a few KB; attachments are never inlined
 RETRY_AFTER_SECONDS = 30  # Zendesk retries a 503 only when Retry-After is under 60 s
+WEBHOOK_ENDPOINTS = ("zendesk", "freshdesk", "slack")  # view names, and the vendor label
 
 
 class Intake:
@@ -60,7 +61,8 @@ class Intake:
 
 def _answer(status: str, detail: str) -> Response:
     # json.dumps rather than jsonify: half the cost, on the path every webhook takes.
-    return Response(json.dumps({"status": status, "detail": detail}), mimetype="application/json")
+    return Response(json.dumps({"status": status, "detail": detail}),
+                    content_type="application/json")
 
 
 def _unavailable(detail: str) -> tuple[Response, int]:
@@ -86,11 +88,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         if settings.zendesk else None
     )
 
+    # Every vendor x outcome series exists from the start at 0, so rate() works from the first
+    # scrape; the pairs are looked up once, since labels() takes a lock.
+    counters = {(vendor, status): WEBHOOKS.labels(vendor, outcome(status))
+                for vendor in WEBHOOK_ENDPOINTS for status in OUTCOMES}
+
     @app.after_request
     def count_webhooks(response: Response) -> Response:
-        if request.path.startswith("/webhooks/"):
-            vendor = request.path.removeprefix("/webhooks/").split("/")[0]
-            WEBHOOKS.labels(vendor, outcome(response.status_code)).inc()
+        # Keyed by the matched route, so a scan of made-up /webhooks/… paths adds no series.
+        key = (request.endpoint, response.status_code)
+        if key[0] in WEBHOOK_ENDPOINTS:
+            if key not in counters:
+                counters[key] = WEBHOOKS.labels(key[0], outcome(response.status_code))
+            counters[key].inc()
         return response
 
     @app.get("/metrics")

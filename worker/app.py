@@ -54,36 +54,41 @@ def task_message(app: Celery, name: str, args: list[Any]) -> str:
     The web app pushes it itself, in the same atomic step that records the delivery (see
     `Store.accept`), instead of going through kombu's producer: one Redis round trip per
     webhook, and never a claimed delivery without its message. The protocol part (headers,
-    body) is Celery's own `as_task_v2`, made once per task name and filled in per message;
-    only kombu's Redis envelope is written here.
+    body) is Celery's own `as_task_v2`, made once per task name; kombu's Redis envelope around
+    it is serialized once too, and only the arguments, the task id and the delivery tag are
+    filled in per message.
     """
-    headers, properties, embed = _protocol_template(app, name)
-    task_id = str(uuid.uuid4())
-    body = json.dumps([args, {}, embed])
-    return json.dumps({
-        "body": base64.b64encode(body.encode()).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {**headers, "id": task_id, "root_id": task_id},
-        "properties": {
-            **properties,
-            "correlation_id": task_id,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": QUEUE},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    })
+    envelope, body_tail = _envelope(app, name)
+    body = "[" + json.dumps(args) + body_tail
+    return envelope % {"body": base64.b64encode(body.encode()).decode(),
+                       "id": uuid.uuid4(), "tag": uuid.uuid4()}
 
 
-def _protocol_template(app: Celery, name: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """Celery's headers, properties and body extras for `name`, from its own `as_task_v2`; only
-    the task id differs between two messages of the same task (the web app sends no eta,
-    expiry, parent or group)."""
-    cache: dict[str, Any] = app.__dict__.setdefault("_deskmark_templates", {})
+def _envelope(app: Celery, name: str) -> tuple[str, str]:
+    """kombu's Redis envelope for `name` as JSON text with %(body)s, %(id)s and %(tag)s left to
+    fill in (none of the three needs JSON escaping), and the end of the body after the args.
+    Headers and properties are Celery's own `as_task_v2`: only the task id differs between two
+    messages of the same task (the web app sends no eta, expiry, parent or group)."""
+    cache: dict[str, tuple[str, str]] = app.__dict__.setdefault("_deskmark_envelopes", {})
     if name not in cache:
         headers, properties, body, _ = app.amqp.as_task_v2(
             "", name, args=[], kwargs={}, argsrepr="", kwargsrepr="", ignore_result=True)
-        cache[name] = (headers, properties, body[2])
+        text = json.dumps({
+            "body": "\0body",
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {**headers, "id": "\0id", "root_id": "\0id"},
+            "properties": {
+                **properties,
+                "correlation_id": "\0id",
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": QUEUE},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": "\0tag",
+            },
+        }).replace("%", "%%")
+        for field in ("body", "id", "tag"):
+            text = text.replace(json.dumps("\0" + field), f'"%({field})s"')
+        cache[name] = (text, ", {}, " + json.dumps(body[2]) + "]")
     return cache[name]
