@@ -71,13 +71,16 @@ def main() -> int:
                             [(f"IMG_{i}.jpg", photo, "image/jpeg")])  # Zendesk sends the webhook
         tickets.append(ticket_id)
     finished = None
+    pending = set(tickets)
     while time.monotonic() - started < 300:
-        done = sum(1 for t in tickets if any(n.attachments for n in zendesk.notes(t)))
-        if done == len(tickets):
+        pending = {t for t in pending if not any(n.attachments for n in zendesk.notes(t))}
+        if not pending:
             finished = time.monotonic() - started
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     rss = peak_rss_mb(worker.pid)
+    wall_started = time.time() - (time.monotonic() - started)
+    edits = sorted(call["time"] - wall_started for call in openai.calls)
     worker.terminate()
     worker.wait(30)
     web.stop()
@@ -91,6 +94,9 @@ def main() -> int:
           f"ideal {args.latency:.0f} s (goal: <= 20 s, under 10 s)")
     print(f"edit calls in flight at once: {openai.max_in_flight}; worker peak RSS {rss:.0f} MB "
           f"(goal < 600 MB)")
+    if edits:
+        print(f"edit calls started {edits[0]:.1f}-{edits[-1]:.1f} s after the first webhook; the "
+              f"last note landed {finished - args.latency - edits[-1]:.1f} s after its edit")
     return 0
 
 

@@ -4,9 +4,11 @@ memory is its own.
 
     python bench/prepare.py [--runs 15]      (pyvips is optional: pip install pyvips pyvips-binary)
 
-All three produce the same thing: an upright JPEG (q95, no metadata) of the photo at the gpt-image-2 request size
-(1536 px long edge). deskmark's path also produces the photo it delivers (up to 2048 px), which
-the others do not, so the comparison does not flatter it.
+All three produce the same thing: an upright JPEG (q95, no metadata) of the photo at the
+gpt-image-2 request size (1536 px long edge). deskmark and the naive path resample with the
+same filter (bicubic); pyvips with its own default (Lanczos 3) after shrinking on load.
+deskmark's path also produces the photo it delivers (up to 2048 px), which the others do not,
+so the comparison does not flatter it.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ if method == "deskmark":
 elif method == "naive":
     from PIL import Image, ImageOps
     from integrations.models import request_size
+    from worker import images  # only for its resampling filter: the same as deskmark's
     def run():
         image = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
-        image = image.resize(request_size("gpt-image-2", *image.size), Image.Resampling.LANCZOS)
+        image = image.resize(request_size("gpt-image-2", *image.size), images.REQUEST_FILTER)
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=95)
         return out.getvalue()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import httpx
 import pytest
 
@@ -10,7 +13,7 @@ from deskmark.sandbox.photos import damaged_product
 from integrations.config import Settings
 from integrations.errors import PermanentError, RateLimited
 from integrations.models import cost_usd, request_size
-from integrations.openai_images import EditRequest, OpenAIEditor
+from integrations.openai_images import EditRequest, OpenAIEditor, OpenAILocator, prime_response_parsing
 from worker import images
 
 
@@ -98,3 +101,30 @@ def test_request_size_for_classic_models_picks_the_nearest_aspect() -> None:
     assert request_size("gpt-image-1.5", 4000, 3000) == (1536, 1024)
     assert request_size("gpt-image-1.5", 3000, 4000) == (1024, 1536)
     assert request_size("gpt-image-1.5", 1000, 1000) == (1024, 1024)
+
+
+def test_the_locate_parser_is_built_offline_before_the_first_answer(
+    openai_fake: SandboxOpenAI, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK builds its validators for a parsed Response on first use, in every thread that
+    # arrives before they are cached; deskmark builds them once, without the network, at start.
+    from openai._models import _CachedTypeAdapter  # the SDK's cache of built validators
+
+    _CachedTypeAdapter.cache_clear()
+    prime_response_parsing.cache_clear()
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("priming must not touch the network")
+
+    with monkeypatch.context() as offline:
+        offline.setattr(socket, "create_connection", refuse)
+        offline.setattr(socket.socket, "connect", refuse)
+        prime_response_parsing()
+    built = _CachedTypeAdapter.cache_info().misses
+    assert built > 0
+    locator = OpenAILocator(Settings.from_env({
+        "OPENAI_API_KEY": openai_fake.api_key, "OPENAI_BASE_URL": openai_fake.url}, dotenv=None))
+    prepared = images.prepare(damaged_product(800, 600), lambda w, h: request_size("gpt-image-2", w, h))
+    found = locator.locate(prepared.request_image, prepared.request_size, "cracked", "see photo")
+    assert found.boxes and openai_fake.located
+    assert _CachedTypeAdapter.cache_info().misses == built  # the real answer built nothing new

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from flask.testing import FlaskClient
 
 from deskmark.redis_server import EmbeddedRedis
+from deskmark.sandbox.server import LoopbackServer
 from integrations.config import Settings
 from integrations.events import Ignored, RawRequest
 from integrations.zendesk.webhook import ZendeskSignature, parse
@@ -233,8 +235,7 @@ def test_redis_down_is_503_with_retry_after(deskmark_env: dict[str, str]) -> Non
 def test_a_dropped_connection_or_a_flushed_script_costs_no_webhook(
     deskmark_env: dict[str, str],
 ) -> None:
-    # The webhook path keeps one Redis connection per web thread and calls the accept script
-    # by its SHA. Neither a connection Redis dropped while idle, nor a script cache emptied (as
+    # The webhook path reuses its own Redis connections and calls the accept script by its SHA. Neither a connection Redis dropped while idle, nor a script cache emptied (as
     # after a restart) may turn the next webhook into a 503, a loss or a duplicate.
     server = EmbeddedRedis().start()
     try:
@@ -254,6 +255,32 @@ def test_a_dropped_connection_or_a_flushed_script_costs_no_webhook(
         assert post("23", "inv-23") == 202
         assert post("23", "inv-23") == 200  # and de-duplication still holds
         assert sorted(m["event"]["ticket_id"] for m in enqueued(admin)) == ["21", "22", "23"]
+    finally:
+        server.cleanup()
+
+
+def test_a_thread_per_request_server_reuses_the_webhook_connections(
+    deskmark_env: dict[str, str],
+) -> None:
+    # werkzeug (the demo, `flask run`) starts a thread per request: a webhook must not open a
+    # Redis connection of its own each time (a TCP handshake and a HELLO per webhook).
+    server = EmbeddedRedis().start()
+    try:
+        web = LoopbackServer(create_app(Settings.from_env({**deskmark_env, "REDIS_URL": server.url},
+                                                          dotenv=None))).start()
+        admin = redis.Redis.from_url(server.url)
+        with httpx.Client(base_url=web.url, timeout=5) as http:
+            def post(n: int) -> int:
+                body = json.dumps({"ticket_id": str(100 + n)}).encode()
+                return http.post("/webhooks/zendesk", content=body,
+                                 headers=signed(body, invocation=f"inv-{n}")).status_code
+
+            assert post(0) == 202
+            opened = admin.info("stats")["total_connections_received"]
+            assert [post(n) for n in range(1, 21)] == [202] * 20
+            assert admin.info("stats")["total_connections_received"] - opened <= 1
+        assert len(enqueued(admin)) == 21
+        web.stop()
     finally:
         server.cleanup()
 

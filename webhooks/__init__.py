@@ -90,8 +90,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     # Every vendor x outcome series exists from the start at 0, so rate() works from the first
     # scrape; the pairs are looked up once, since labels() takes a lock.
-    counters = {(vendor, status): WEBHOOKS.labels(vendor, outcome(status))
-                for vendor in WEBHOOK_ENDPOINTS for status in OUTCOMES}
+    counters: dict[tuple[str | None, int], Any] = {
+        (vendor, status): WEBHOOKS.labels(vendor, outcome(status))
+        for vendor in WEBHOOK_ENDPOINTS for status in OUTCOMES}
 
     @app.after_request
     def count_webhooks(response: Response) -> Response:

@@ -16,9 +16,9 @@ Keys (all under `dm:`):
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
-import threading
 import time
 import uuid
 from typing import Any
@@ -62,32 +62,49 @@ def _pack(*args: bytes) -> bytes:
     return b"".join(parts)
 
 
-class _Lane(threading.local):
-    """The webhook's own Redis connection, one per web thread.
+class _Lanes:
+    """The webhook's own Redis connections: taken for one accept call, then put back.
 
-    The accept script is the whole of a webhook's Redis traffic, so each web thread keeps one
-    connection for it and sends the command packed by hand: no pool lock, no command layer
-    (about 110 -> 80 us of CPU per call on a two-core VM; see bench/ingest.py for the whole
-    path). The connection is still redis-py's: URL, AUTH, TLS, database, health checks.
+    The accept script is the whole of a webhook's Redis traffic, so it gets connections of its
+    own and sends the command packed by hand: no pool lock, no command layer (about 110 -> 80 us
+    of CPU per call on a two-core VM; see bench/ingest.py for the whole path). Idle ones wait
+    in a deque, whose append and pop need no lock, so there are never more than the web
+    threads that were in a call at once, whether the server keeps its threads (gunicorn) or
+    starts one per request (werkzeug). The connections are still redis-py's: URL, AUTH, TLS,
+    database, health checks.
     """
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
-        self.conn: Any = None
+        self.idle: collections.deque[Any] = collections.deque()
 
     def call(self, packed: bytes) -> Any:
-        if self.conn is None:
-            self.conn = self.pool.make_connection()
         try:
-            self.conn.send_packed_command([packed])
-            return self.conn.read_response()
+            conn = self.idle.pop()
+        except IndexError:
+            conn = self.pool.make_connection()
+        try:
+            try:
+                conn.send_packed_command([packed])
+                result = conn.read_response()
+            except redis.ConnectionError:
+                # redis-py has dropped the socket. A stale one (Redis restarted) fails before the
+                # command runs, so send it once more on a new connection. Had it run after all,
+                # the script finds its own delivery or scan key the second time and enqueues
+                # nothing: the webhook is answered 200, and nothing is lost or doubled.
+                conn.send_packed_command([packed])
+                result = conn.read_response()
         except redis.ConnectionError:
-            # redis-py has dropped the socket. A stale one (Redis restarted) fails before the
-            # command runs, so send it once more on a new connection. Had it run after all,
-            # the script finds its own delivery or scan key the second time and enqueues
-            # nothing: the webhook is answered 200, and nothing is lost or doubled.
-            self.conn.send_packed_command([packed])
-            return self.conn.read_response()
+            conn.disconnect()
+            raise
+        except redis.ResponseError:  # an answer was read: the connection is in step
+            self.idle.append(conn)
+            raise
+        except BaseException:  # a timeout or worse mid-reply: the connection is out of step
+            conn.disconnect()
+            raise
+        self.idle.append(conn)
+        return result
 
 
 def connect(url: str, timeout: float = 5.0) -> redis.Redis:
@@ -100,7 +117,7 @@ class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self._accept_sha = hashlib.sha1(_ACCEPT.encode()).hexdigest().encode()
-        self._lane = _Lane(client.connection_pool)
+        self._lanes = _Lanes(client.connection_pool)
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0) -> Store:
@@ -118,10 +135,10 @@ class Store:
             (actor_id or "").encode(), message.encode(), b"%d" % DELIVERY_TTL, b"%d" % SCAN_TTL,
             b"1" if delivery_key else b"0", b"1" if scan else b"0")
         try:
-            result = self._lane.call(command)
+            result = self._lanes.call(command)
         except redis.exceptions.NoScriptError:  # a restarted Redis: load the script again
             self.r.script_load(_ACCEPT)
-            result = self._lane.call(command)
+            result = self._lanes.call(command)
         return _text(result)
 
     def release_scan(self, vendor: str, ticket_id: str) -> None:

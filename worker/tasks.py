@@ -18,6 +18,7 @@ from integrations.events import TicketEvent
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.logs import configure_logging, log_context
 from integrations.models import retirement_problem, retirement_warning
+from integrations.openai_images import prime_response_parsing
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import SlackNotifier
 from integrations.zendesk.client import ZendeskClient
@@ -160,6 +161,8 @@ def _check_model(**_: Any) -> None:
         warning = retirement_warning(settings.edit_model)
         if warning:
             log.warning(warning)
+        if settings.locate_model:
+            prime_response_parsing()  # before any job, not in the first burst's threads
 
 
 @worker_ready.connect

@@ -150,8 +150,8 @@ class SandboxFreshdesk(HelpdeskSandbox):
             headers["X-Deskmark-Secret"] = secret
         elif how == "basic":
             auth = ("freshdesk", secret)
-        answer = httpx.post(self.webhook_url or "", content=body, headers=headers, auth=auth,
-                            timeout=15)
+        answer = self.webhooks.post(self.webhook_url or "", content=body, headers=headers,
+                                    auth=auth or httpx.USE_CLIENT_DEFAULT)
         self.webhook_answers.append(answer.status_code)
         return answer.status_code
 

@@ -89,8 +89,9 @@ class SandboxOpenAI:
         self.transform = transform
         self.locate = locate
         self.locate_latency = latency if locate_latency is None else locate_latency
-        # cheap: answer with a cached image of the requested size, skipping decoding and drawing,
-        # so that a benchmark measures deskmark and not this stand-in (the real API is remote).
+        # cheap: answer edits with a cached image of the requested size and locates from the
+        # image's header alone, skipping decoding and drawing, so that a benchmark measures
+        # deskmark and not this stand-in (the real API is remote).
         self.cheap = cheap
         self._cached: dict[tuple[int, int], bytes] = {}
         self.in_flight = 0
@@ -168,9 +169,10 @@ class SandboxOpenAI:
                                           "JPEG or WebP image.", "invalid_request_error",
                                           "invalid_image_url", "input")
                         image = Image.open(io.BytesIO(base64.b64decode(data)))
-                        image.load()
-                        record["image_size"] = image.size
-                        record["exif"] = dict(image.getexif())
+                        record["image_size"] = image.size  # from the header
+                        if not self.cheap:
+                            image.load()
+                            record["exif"] = dict(image.getexif())
             if image is None:
                 return _error(400, "No input_image given.", "invalid_request_error",
                               "missing_required_parameter", "input")

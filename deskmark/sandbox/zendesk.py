@@ -207,8 +207,8 @@ class SandboxZendesk(HelpdeskSandbox):
                 headers = self.signed_headers(body)
                 for attempt in range(4):  # Zendesk retries timeouts, and 503s with Retry-After
                     try:
-                        answer = httpx.post(self.webhook_url or "", content=body, timeout=12,
-                                            headers=headers)
+                        answer = self.webhooks.post(self.webhook_url or "", content=body,
+                                                    timeout=12, headers=headers)
                         status = answer.status_code
                     except httpx.HTTPError:
                         status = 0
