@@ -110,8 +110,8 @@ def load(data: bytes, min_long_edge: int | None = None) -> Image.Image:
         raise UnusablePhoto(f"image refused as a decompression bomb: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnusablePhoto(f"broken or truncated {kind} file: {exc}") from exc
-    upright = ImageOps.exif_transpose(image)
-    return upright.convert("RGB") if upright.mode != "RGB" else upright
+    ImageOps.exif_transpose(image, in_place=True)  # a copy of a 12 MB image saved when upright
+    return image.convert("RGB") if image.mode != "RGB" else image
 
 
 def fit_to(image: Image.Image, max_edge: int) -> Image.Image:
@@ -189,7 +189,7 @@ def guess_damage_region(image: Image.Image) -> tuple[int, int, int, int]:
 
 def draw_mark(image: Image.Image, box: tuple[int, int, int, int], label: str) -> Image.Image:
     """A red ellipse around `box` and a short label beside it, on a copy of `image`."""
-    marked = image.convert("RGB").copy()
+    marked = image.convert("RGB")  # always a new image, even from RGB
     draw = ImageDraw.Draw(marked)
     stroke = max(3, min(marked.size) // 150)
     pad = stroke * 2
@@ -244,7 +244,7 @@ def composite(photo: Image.Image, edited: Image.Image, regions: list[Box]) -> Im
     """
     # Only the regions are touched: each is cut from the model's output, scaled to the photo,
     # and pasted through its own soft-edged mask (much cheaper than a full-size composite).
-    result = photo.convert("RGB").copy()
+    result = photo.convert("RGB")  # always a new image, even from RGB
     edited = edited.convert("RGB")
     sx, sy = edited.width / photo.width, edited.height / photo.height
     feather = max(2, min(photo.size) // 200)

@@ -181,6 +181,19 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     threading.Thread(target=beat, name="deskmark-heartbeat", daemon=True).start()
 
 
+@worker_ready.connect
+def _build_runtime(sender: Any = None, **_: Any) -> None:
+    # A threads or solo pool runs its jobs in this process: make the clients (and their TLS
+    # contexts) now, not in the first job, which every other job of a burst would wait for.
+    # A prefork pool's children build their own.
+    if type(getattr(sender, "pool", None)).__module__ in ("celery.concurrency.thread",
+                                                          "celery.concurrency.solo"):
+        try:
+            runtime()
+        except Exception as exc:  # the first job tries again, and reports
+            log.warning("could not prepare the worker's clients yet: %s", exc)
+
+
 @worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
     _stop_beating.set()
