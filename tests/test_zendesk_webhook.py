@@ -235,8 +235,9 @@ def test_redis_down_is_503_with_retry_after(deskmark_env: dict[str, str]) -> Non
 def test_a_dropped_connection_or_a_flushed_script_costs_no_webhook(
     deskmark_env: dict[str, str],
 ) -> None:
-    # The webhook path reuses its own Redis connections and calls the accept script by its SHA. Neither a connection Redis dropped while idle, nor a script cache emptied (as
-    # after a restart) may turn the next webhook into a 503, a loss or a duplicate.
+    # The webhook path reuses its own Redis connections and calls the accept script by its SHA.
+    # Neither a connection Redis dropped while idle, nor a script cache emptied (as after a
+    # restart) may turn the next webhook into a 503, a loss or a duplicate.
     server = EmbeddedRedis().start()
     try:
         app = create_app(Settings.from_env({**deskmark_env, "REDIS_URL": server.url}, dotenv=None))
