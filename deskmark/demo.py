@@ -93,7 +93,9 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
     worker = subprocess.Popen(
         [sys.executable, "-m", "deskmark.cli", "worker", "--concurrency", "4",
          "--loglevel", "WARNING", "--quiet"],
-        env=env,
+        # A throwaway worker on loopback: Celery's warning about running as root (as in most
+        # containers) would only bury the demo's own lines. `deskmark worker` keeps it.
+        env={**env, "PYTHONWARNINGS": "ignore:You're running the worker with superuser"},
     )
     try:
         sandbox.webhook_url = f"{web.url}/webhooks/{helpdesk}"
