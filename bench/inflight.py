@@ -96,7 +96,7 @@ def main() -> int:
           f"(goal < 600 MB)")
     if edits:
         print(f"edit calls started {edits[0]:.1f}-{edits[-1]:.1f} s after the first webhook; the "
-              f"last note landed {finished - args.latency - edits[-1]:.1f} s after its edit")
+              f"last note landed {finished - args.latency - edits[-1]:.1f} s after the last edit returned")
     return 0
 
 

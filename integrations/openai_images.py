@@ -234,7 +234,8 @@ def prime_response_parsing() -> None:
     The SDK builds its pydantic validators for a parsed Response on first use (~120 ms of CPU)
     and caches them only once built: when a burst of photos starts a fresh worker, every thread
     that arrives before then builds its own, holding the interpreter lock (60 threads spent
-    seconds on it). Built here, once, it costs ~150 ms; the worker does it while starting.
+    seconds on it). Built here, once per process, it costs ~150 ms; a threads worker
+    does it while starting (worker.tasks builds its clients when ready).
     """
     answer = {
         "id": "resp_prime", "object": "response", "created_at": 0, "model": "prime",

@@ -18,7 +18,6 @@ from integrations.events import TicketEvent
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.logs import configure_logging, log_context
 from integrations.models import retirement_problem, retirement_warning
-from integrations.openai_images import prime_response_parsing
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import SlackNotifier
 from integrations.zendesk.client import ZendeskClient
@@ -161,8 +160,6 @@ def _check_model(**_: Any) -> None:
         warning = retirement_warning(settings.edit_model)
         if warning:
             log.warning(warning)
-        if settings.locate_model:
-            prime_response_parsing()  # before any job, not in the first burst's threads
 
 
 @worker_ready.connect
@@ -183,9 +180,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _build_runtime(sender: Any = None, **_: Any) -> None:
-    # A threads or solo pool runs its jobs in this process: make the clients (and their TLS
-    # contexts) now, not in the first job, which every other job of a burst would wait for.
-    # A prefork pool's children build their own.
+    # A threads or solo pool runs its jobs in this process: make the clients (their TLS
+    # contexts, the OpenAI SDK's primed validators) now, not in the first job, which every
+    # other job of a burst would wait for. A prefork pool's children build their own.
     if type(getattr(sender, "pool", None)).__module__ in ("celery.concurrency.thread",
                                                           "celery.concurrency.solo"):
         try:
