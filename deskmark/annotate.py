@@ -1,7 +1,10 @@
 """`deskmark annotate IMAGE...`: mark photos on disk through the same pipeline, no helpdesk.
 
-Writes `<name>-marked.jpg` and `<name>-marked.json` (boxes, model, cost) for each photo, with a
-progress bar when stderr is a terminal and one line per photo otherwise.
+Writes `<name>-marked.jpg` and `<name>-marked.json` (boxes, who drew each mark, model, cost) for
+each photo, with a progress bar when stderr is a terminal and one line per photo otherwise.
+With `--debug`, also `<name>-model.png` (the model's output as it came) and `<name>-strokes.png`
+(the strokes deskmark took from it in their own colours, the red it added but was not kept in
+translucent magenta, each located box outlined in yellow), and a line per mark deskmark redrew.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from integrations.config import Settings
 from integrations.errors import RateLimited, RetryableError, UnsafeURL, UnusablePhoto, VendorError
 from worker.marking import Marked, Marker, make_marker
-from worker.notes import agent_reason
+from worker.notes import agent_reason, what_was_marked
 
 __all__ = ["run_annotate"]
 
@@ -44,10 +47,11 @@ class Progress:
         self.stream.flush()
 
 
-def _mark_with_retries(marker: Marker, data: bytes, progress: Progress, label: str) -> Marked:
+def _mark_with_retries(marker: Marker, data: bytes, progress: Progress, label: str,
+                       debug: bool) -> Marked:
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return marker.mark(data)
+            return marker.mark(data, debug=debug)
         except RetryableError as exc:
             if attempt == ATTEMPTS:
                 raise
@@ -57,8 +61,15 @@ def _mark_with_retries(marker: Marker, data: bytes, progress: Progress, label: s
     raise AssertionError("unreachable")
 
 
+def _summary(meta: dict[str, Any]) -> str:
+    marks = meta.get("marks") or []
+    if marks:
+        return ", ".join(f"{m['label']} by {m['drawn_by']}" for m in marks)
+    return what_was_marked(meta)
+
+
 def run_annotate(paths: list[str], out_dir: str | None, prompt: str | None,
-                 settings: Settings, stream: TextIO = sys.stderr) -> int:
+                 settings: Settings, stream: TextIO = sys.stderr, debug: bool = False) -> int:
     marker = make_marker(settings)
     if prompt:
         marker.prompt = prompt
@@ -70,7 +81,7 @@ def run_annotate(paths: list[str], out_dir: str | None, prompt: str | None,
         progress.show(done, source.name)
         target_dir = Path(out_dir) if out_dir else source.parent
         try:
-            marked = _mark_with_retries(marker, source.read_bytes(), progress, source.name)
+            marked = _mark_with_retries(marker, source.read_bytes(), progress, source.name, debug)
         except (OSError, UnusablePhoto, UnsafeURL) as exc:
             failures += 1
             progress.line(f"skipped {source}: {exc}")
@@ -85,12 +96,25 @@ def run_annotate(paths: list[str], out_dir: str | None, prompt: str | None,
         meta = marked.meta
         record = {"source": str(source), "marked": str(image_path), **{
             key: meta.get(key) for key in ("provider", "model", "cost_usd", "labels", "regions",
-                                           "located", "request_id", "whole_image_regenerated")}}
+                                           "marks", "unlocated_mark", "marked", "located",
+                                           "request_id")}}
+        for name, data in marked.debug.items():
+            path = target_dir / f"{source.stem}-{name}.png"
+            path.write_bytes(data)
+            record[f"debug_{name}"] = str(path)
         image_path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
         total_cost += meta.get("cost_usd") or 0.0
-        what = ", ".join(meta.get("labels") or []) or "whole image"
-        progress.line(f"marked {source} -> {image_path} ({what}; {meta.get('model')}, "
+        progress.line(f"marked {source} -> {image_path} ({_summary(meta)}; {meta.get('model')}, "
                       f"${meta.get('cost_usd') or 0:.4f})")
+        if debug:
+            for item in meta.get("marks") or []:
+                if item.get("drawn_by") == "deskmark" and meta.get("provider") != "local":
+                    progress.line(f"  {item['label']}: deskmark drew the mark, because {item['why']} "
+                                  f"(directions covered: {item.get('coverage') or 0:.0%})")
+            if not meta.get("marked", True):
+                progress.line(f"  not marked: {what_was_marked(meta)}")
+            if not marked.debug:
+                progress.line("  no model output to show (the local annotator marked it)")
     progress.show(len(paths), "done")
     progress.line(f"{len(paths) - failures} of {len(paths)} marked, total cost ${total_cost:.4f}")
     return 1 if failures else 0

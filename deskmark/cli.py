@@ -44,7 +44,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from deskmark.annotate import run_annotate
 
-    return run_annotate(args.images, args.out, args.prompt, _settings_or_exit())
+    return run_annotate(args.images, args.out, args.prompt, _settings_or_exit(), debug=args.debug)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("images", nargs="+", metavar="IMAGE")
     annotate.add_argument("-o", "--out", help="where to write (default: beside each photo)")
     annotate.add_argument("--prompt", help="edit prompt template (default: DESKMARK_PROMPT or built in)")
+    annotate.add_argument("--debug", action="store_true",
+                          help="also write the model's raw output (<name>-model.png) and the strokes "
+                               "taken from it (<name>-strokes.png), and say why a mark was redrawn")
     annotate.set_defaults(func=cmd_annotate)
 
     replay = sub.add_parser("replay", help="re-run dead-lettered jobs (idempotently)")

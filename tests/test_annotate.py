@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -9,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deskmark.sandbox.openai import SandboxOpenAI
+from PIL import Image
+
+from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
 from worker.images import sniff
 
@@ -38,6 +41,7 @@ def test_annotate_marks_photos_writes_records_and_reports_bad_files(openai_fake:
         record = json.loads((tmp_path / "out" / f"{stem}-marked.json").read_text())
         assert record["model"] == "gpt-image-2" and record["cost_usd"] > 0
         assert record["labels"] == ["cracked screen"] and len(record["regions"]) == 1
+        assert [m["drawn_by"] for m in record["marks"]] == ["model"] and record["marked"]
         assert record["located"]["model"] == "gpt-5.4"
         total += record["cost_usd"]
     assert f"2 of 3 marked, total cost ${total:.4f}" in result.stderr
@@ -65,3 +69,25 @@ def test_annotate_works_offline_with_the_local_annotator_and_shows_progress(tmp_
     assert b"\r[" in screen and b"1/1" in screen  # a progress bar, redrawn in place
     record = json.loads((tmp_path / "a-marked.json").read_text())
     assert record["provider"] == "local" and record["cost_usd"] == 0.0
+
+
+def test_annotate_debug_writes_the_models_output_and_the_strokes_taken(tmp_path: Path) -> None:
+    fake = SandboxOpenAI(transform=MarkingModel(mode="elsewhere")).start()
+    try:
+        (tmp_path / "a.jpg").write_bytes(damaged_product(1200, 900))
+        env = {"OPENAI_API_KEY": fake.api_key, "OPENAI_BASE_URL": fake.url,
+               "DESKMARK_LOCATE_MODEL": "gpt-5.4"}
+        result = annotate(["a.jpg", "--debug"], env, tmp_path)
+    finally:
+        fake.stop()
+    assert result.returncode == 0, result.stderr
+    model = Image.open(io.BytesIO((tmp_path / "a-model.png").read_bytes()))
+    strokes = Image.open(io.BytesIO((tmp_path / "a-strokes.png").read_bytes()))
+    assert model.format == "PNG" and model.size == (1200, 896)  # as the model answered
+    assert strokes.mode == "RGBA" and strokes.size == model.size
+    # The model's circle elsewhere was not taken: it shows as rejected (magenta), nothing kept.
+    assert strokes.getchannel("A").getbbox() is not None
+    assert any(colour[:3] == (255, 0, 255) for _, colour in strokes.getcolors(2**20) or [])
+    record = json.loads((tmp_path / "a-marked.json").read_text())
+    assert record["debug_model"].endswith("a-model.png") and record["marks"][0]["drawn_by"] == "deskmark"
+    assert "cracked screen: deskmark drew the mark, because the model" in result.stderr

@@ -12,7 +12,7 @@ from PIL import Image, PngImagePlugin
 
 from deskmark.sandbox.photos import damaged_product
 from integrations.errors import UnusablePhoto
-from worker import images
+from worker import images, strokes
 
 
 def png_with_header_only(width: int, height: int) -> bytes:
@@ -93,15 +93,30 @@ def test_big_jpegs_decode_at_a_reduced_scale_but_not_below_the_floor() -> None:
     assert images.load(damaged_product(1600, 1200), images.DECODE_FLOOR).size == (1600, 1200)
 
 
-def test_pixels_outside_the_regions_are_exactly_the_photos() -> None:
+def test_only_red_the_model_added_counts_as_a_stroke() -> None:
+    sent = Image.new("RGB", (300, 200), (90, 90, 90))
+    sent.paste((200, 30, 30), (0, 0, 100, 200))  # a red product on the left
+    output = sent.point(lambda v: min(255, v + 12))  # the model brightened everything ...
+    output.paste((225, 25, 25), (180, 60, 200, 140))  # ... and drew a red stroke on grey
+    added = strokes.added_red(sent, output)
+    assert added.getpixel((190, 100)) == 255  # the new stroke
+    assert added.getpixel((50, 100)) == 0  # the product's own red, brightened
+    assert added.getpixel((150, 100)) == 0  # grey, brightened
+
+
+def test_pixels_outside_the_kept_strokes_are_exactly_the_photos() -> None:
     photo = Image.open(io.BytesIO(damaged_product(600, 400, fmt="PNG"))).convert("RGB")
-    edited = Image.new("RGB", photo.size, (0, 255, 0))
-    region = (200, 100, 400, 300)
-    result = images.composite(photo, edited, [region])
-    inside = result.getpixel((300, 200))
-    assert inside == (0, 255, 0)
-    for x, y in ((0, 0), (199, 150), (400, 150), (300, 99), (300, 300), (599, 399)):
-        assert result.getpixel((x, y)) == photo.getpixel((x, y))
+    sent = photo.resize((300, 200))
+    output = Image.new("RGB", sent.size, (0, 255, 0))  # the model redrew everything green ...
+    output.paste((230, 20, 20), (100, 50, 104, 150))  # ... with one red stroke
+    reading = strokes.Reading(added=Image.new("L", sent.size), strokes=Image.new("L", sent.size),
+                              areas=[(90, 40, 120, 160)], checks=[], stray=0)
+    reading.strokes.paste(255, (100, 50, 104, 150))
+    result = photo.copy()
+    strokes.paste_strokes(result, output, reading)
+    assert result.getpixel((204, 200)) == (230, 20, 20)  # the stroke, scaled up
+    for x, y in ((0, 0), (190, 150), (230, 200), (215, 90), (599, 399)):
+        assert result.getpixel((x, y)) == photo.getpixel((x, y))  # never the model's green
 
 
 def test_the_edit_mask_is_transparent_only_in_the_regions() -> None:

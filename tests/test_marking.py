@@ -1,43 +1,30 @@
-"""Marking a warranty team can trust: locate, masked edit, composite onto the customer's pixels.
+"""The marked photo is evidence: the customer's pixels everywhere, the damage included, except
+the strokes of a mark, and a mark on the damage every time something was located.
 
-The loopback OpenAI here plays a model that alters every pixel (it inverts the picture) and
-draws its red ellipse inside the mask's transparent area, so any regenerated pixel that leaks
-into the delivered image outside the damage region shows at once.
+The loopback OpenAI plays an edit model as GPT image models behave (sandbox.openai.MarkingModel):
+it redraws every pixel (brighter, blurred) and circles the damage with its own margin, mask or
+not, or misbehaves on purpose. The checks here read the delivered JPEG as a reviewer would: they
+do not use deskmark's own stroke code.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageOps
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from deskmark.sandbox.openai import SandboxOpenAI
-from deskmark.sandbox.photos import DAMAGE_CENTRE, damaged_product
+from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
+from deskmark.sandbox.photos import damage_box, damaged_product, product_box
 from integrations.config import Settings
 from integrations.openai_images import _Box, clean_boxes
-from worker.marking import Marker, make_marker
-from worker.notes import note_html
+from worker.marking import Marked, Marker, make_marker
+from worker.notes import delivered_name, note_html
 
-
-def invert_and_circle(image: Image.Image, mask: Image.Image | None) -> Image.Image:
-    out = ImageOps.invert(image.convert("RGB"))
-    box = None
-    if mask is not None:
-        box = mask.getchannel("A").point(lambda a: 255 if a == 0 else 0).getbbox()
-    box = box or (0, 0, out.width, out.height)
-    inset = (box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6)
-    ImageDraw.Draw(out).ellipse(inset, outline=(255, 0, 0), width=10)
-    return out
-
-
-@pytest.fixture
-def inverting_openai() -> Iterator[SandboxOpenAI]:
-    fake = SandboxOpenAI(transform=invert_and_circle).start()
-    yield fake
-    fake.stop()
+TOLERANCE = 16  # per channel: JPEG noise, not a redraw (the stand-in moves every pixel by more)
 
 
 def marker_for(fake: SandboxOpenAI, locate_model: str = "gpt-5.4") -> Marker:
@@ -47,102 +34,298 @@ def marker_for(fake: SandboxOpenAI, locate_model: str = "gpt-5.4") -> Marker:
     }, dotenv=None))
 
 
-def sideways_phone_photo_with_gps() -> bytes:
-    """A 4000x3000 JPEG whose pixels are stored sideways (EXIF Orientation 6), with GPS."""
-    upright = Image.open(io.BytesIO(damaged_product(3000, 4000, fmt="PNG")))
-    stored = upright.transpose(Image.Transpose.ROTATE_90)  # displayed by rotating 90° clockwise
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    gps = exif.get_ifd(0x8825)
-    gps.update({1: "N", 2: (52.0, 22.0, 1.0), 3: "E", 4: (4.0, 53.0, 2.0)})
-    out = io.BytesIO()
-    stored.save(out, format="JPEG", quality=92, exif=exif.tobytes())
-    return out.getvalue()
+def locating(damage: str, label: str = "crack") -> Callable[[Image.Image], list[dict[str, Any]]]:
+    """A locator stand-in that finds the sample photo's `damage` where it is."""
+    def locate(image: Image.Image) -> list[dict[str, Any]]:
+        x0, y0, x1, y1 = damage_box(damage, *image.size)
+        return [{"label": label, "x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}]
+    return locate
 
 
-def outside(regions: list[list[int]], size: tuple[int, int]) -> Image.Image:
-    """An L mask: 255 where a pixel is outside every region."""
-    mask = Image.new("L", size, 255)
-    draw = ImageDraw.Draw(mask)
-    for x0, y0, x1, y1 in regions:
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=0)
-    return mask
+@pytest.fixture
+def model() -> Iterator[Callable[..., tuple[SandboxOpenAI, MarkingModel]]]:
+    servers: list[SandboxOpenAI] = []
+
+    def start(damage: str = "star", located: bool = True, **behaviour: Any
+              ) -> tuple[SandboxOpenAI, MarkingModel]:
+        stand_in = MarkingModel(damage=damage, **behaviour)
+        fake = SandboxOpenAI(transform=stand_in,
+                             locate=locating(damage) if located else lambda image: []).start()
+        servers.append(fake)
+        return fake, stand_in
+
+    yield start
+    for fake in servers:
+        fake.stop()
+
+
+# --- reading the delivered photo, independently of deskmark's code --------------------------------
+def redness(image: Image.Image) -> Image.Image:
+    r, g, b = image.convert("RGB").split()
+    return ImageChops.subtract(r, ImageChops.lighter(g, b))
+
+
+def strokes_seen(delivered: Image.Image, customer: Image.Image) -> Image.Image:
+    """An L mask of the mark's strokes as a reviewer sees them: clearly red in the delivered
+    photo and not red in the customer's, grown by 2 px for their soft edges (and a white halo)."""
+    red = redness(delivered).point(lambda v: 255 if v >= 60 else 0)
+    was_red = redness(customer).point(lambda v: 255 if v >= 60 else 0)
+    return ImageChops.subtract(red, was_red).filter(ImageFilter.MaxFilter(5))
 
 
 def count(mask: Image.Image) -> int:
-    """Pixels set (255) in an L mask."""
-    return mask.histogram()[255]
+    return mask.convert("L").point(lambda v: 255 if v >= 128 else 0).histogram()[255]
 
 
-def fraction_equal(a: Image.Image, b: Image.Image, where: Image.Image, tolerance: int = 16) -> float:
-    """Of the pixels in `where`, the share whose channels all differ by at most `tolerance`."""
-    r, g, bl = ImageChops.difference(a, b).split()
-    worst = ImageChops.lighter(ImageChops.lighter(r, g), bl)
-    close = worst.point(lambda v: 255 if v <= tolerance else 0)
-    return count(ImageChops.logical_and(close.convert("1"), where.convert("1")).convert("L")) / count(where)
+def share_equal(delivered: Image.Image, customer: Image.Image, where: Image.Image) -> float:
+    """Of the pixels set in `where`, the share equal to the customer's (within TOLERANCE)."""
+    r, g, b = ImageChops.difference(delivered.convert("RGB"), customer).split()
+    worst = ImageChops.lighter(ImageChops.lighter(r, g), b)
+    equal = worst.point(lambda v: 255 if v <= TOLERANCE else 0)
+    return count(ImageChops.multiply(equal, where)) / max(1, count(where))
 
 
-def test_delivered_photo_is_the_customers_own_outside_the_mark(inverting_openai: SandboxOpenAI) -> None:
-    data = sideways_phone_photo_with_gps()
-    marked = marker_for(inverting_openai).mark(data, "Cracked screen", "It arrived cracked")
+def outside(mask: Image.Image) -> Image.Image:
+    return ImageChops.invert(mask)
 
-    # What left deskmark was upright and carried no EXIF (no GPS).
-    [edit] = inverting_openai.calls
-    [locate] = inverting_openai.located
-    assert edit["image_sizes"] == [(1152, 1536)] and locate["image_size"] == (1152, 1536)
-    assert edit["exif"] == [{}] and locate["exif"] == {}
-    assert locate["detail"] == "original" and edit["mask"] is True
 
-    delivered = Image.open(io.BytesIO(marked.image))
-    assert delivered.format == "JPEG" and not delivered.getexif()
-    # The customer's photo as sent, upright, scaled to what was delivered (a 1/2-scale decode).
-    assert delivered.size == (1500, 2000)
-    customer = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB").resize(
-        delivered.size, Image.Resampling.LANCZOS)
-    regions = marked.meta["regions"]
-    assert len(regions) == 1 and not marked.meta["whole_image_regenerated"]
-    # The region sits on the crack (the photo reached the locator upright).
-    x0, y0, x1, y1 = regions[0]
-    assert x0 < DAMAGE_CENTRE[0] * 1500 < x1 and y0 < DAMAGE_CENTRE[1] * 2000 < y1
-    assert fraction_equal(delivered.convert("RGB"), customer, outside(regions, customer.size)) >= 0.97
-    r, g, b = delivered.crop(tuple(regions[0])).convert("RGB").split()
-    red = ImageChops.multiply(r.point(lambda v: 255 if v > 200 else 0),
-                              ImageChops.multiply(g.point(lambda v: 255 if v < 80 else 0),
-                                                  b.point(lambda v: 255 if v < 80 else 0)))
-    assert count(red) > 2000  # the model's ellipse is there
-    assert marked.meta["labels"] == ["cracked screen"]
+def only(box: tuple[float, ...], size: tuple[int, int], minus: Image.Image) -> Image.Image:
+    """An L mask of `box`, without the pixels set in `minus`."""
+    area = Image.new("L", size, 0)
+    area.paste(255, tuple(int(v) for v in box))
+    return ImageChops.subtract(area, minus)
+
+
+def open_pair(marked: Marked, photo: bytes) -> tuple[Image.Image, Image.Image]:
+    delivered = Image.open(io.BytesIO(marked.image)).convert("RGB")
+    customer = ImageOps.exif_transpose(Image.open(io.BytesIO(photo))).convert("RGB")
+    if customer.size != delivered.size:
+        customer = customer.resize(delivered.size, Image.Resampling.LANCZOS)
+    return delivered, customer
+
+
+def ring_around(mask: Image.Image, box: tuple[float, ...], directions: int = 16) -> float:
+    """Of the directions from `box`'s centre that stay in the photo, the share in which `mask`
+    has a stroke from 2/3 of the way to the box's edge out to 1.5 times as far plus 40% of the
+    box's longer side (a circle around a thin crack is wider than the crack)."""
+    x0, y0, x1, y1 = box
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    pixels = mask.load()
+    assert pixels is not None
+    hits = possible = 0
+    for k in range(directions):
+        angle = 2 * math.pi * k / directions
+        cos, sin = math.cos(angle), math.sin(angle)
+        edge = 1 / max(abs(cos) / max(hw, 1), abs(sin) / max(hh, 1))
+        near, far = edge * 2 / 3, edge * 1.5 + 0.8 * max(hw, hh)
+        points = [(cx + cos * (near + (far - near) * t / 60), cy + sin * (near + (far - near) * t / 60))
+                  for t in range(61)]
+        points = [(x, y) for x, y in points if 0 <= x < mask.width and 0 <= y < mask.height]
+        if len(points) < 10:
+            continue
+        possible += 1
+        hits += any(pixels[int(x), int(y)] >= 128 for x, y in points)  # type: ignore[operator]
+    return hits / max(1, possible)
+
+
+def label_box_seen(delivered: Image.Image, customer: Image.Image) -> bool:
+    """deskmark's label is white text on a filled red box: a red block thicker than any stroke."""
+    red = redness(delivered).point(lambda v: 255 if v >= 120 else 0)
+    new = ImageChops.subtract(red, redness(customer).point(lambda v: 255 if v >= 60 else 0))
+    return new.filter(ImageFilter.MinFilter(11)).getbbox() is not None
+
+
+def scaled(box: tuple[float, ...], source: tuple[int, int], target: tuple[int, int]) -> tuple[float, ...]:
+    sx, sy = target[0] / source[0], target[1] / source[1]
+    return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
+
+
+# --- the model's mark, verified ---------------------------------------------------------------------
+@pytest.mark.parametrize("margin", [0.15, 0.6])
+@pytest.mark.parametrize("damage", ["tall", "wide", "small"])
+def test_the_models_circle_is_kept_and_every_other_pixel_is_the_customers(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]], damage: str, margin: float) -> None:
+    fake, stand_in = model(damage, margin=margin)
+    photo = damaged_product(1600, 1200, damage=damage)
+    marked = marker_for(fake).mark(photo, "Cracked", "It arrived like this")
+    delivered, customer = open_pair(marked, photo)
+    strokes = strokes_seen(delivered, customer)
+
+    # The model's own circle is there, where it drew it (scaled to the delivered photo)...
+    [ellipse] = stand_in.drawn
+    [request_size] = fake.calls[0]["image_sizes"]
+    ex0, ey0, ex1, ey1 = scaled(ellipse, request_size, delivered.size)
+    on_circle = [((ex0 + ex1) / 2 + (ex1 - ex0) / 2 * math.cos(a), (ey0 + ey1) / 2 + (ey1 - ey0) / 2 * math.sin(a))
+                 for a in (2 * math.pi * k / 64 for k in range(64))]
+    on_circle = [(x, y) for x, y in on_circle if 2 <= x < delivered.width - 2 and 2 <= y < delivered.height - 2]
+    seen = strokes.load()
+    assert seen is not None
+    assert sum(seen[int(x), int(y)] >= 128 for x, y in on_circle) >= 0.9 * len(on_circle)  # type: ignore[operator]
+    assert not label_box_seen(delivered, customer)  # ... and deskmark drew nothing of its own
+    # ... and every other pixel, the damage's own included, is the customer's.
+    assert share_equal(delivered, customer, outside(strokes)) >= 0.97
+    damage_area = only(damage_box(damage, *delivered.size), delivered.size, strokes)
+    assert count(damage_area) > 0 and share_equal(delivered, customer, damage_area) >= 0.97
+
+    [item] = marked.meta["marks"]
+    assert item["drawn_by"] == "model" and item["why"] == ""
     html = note_html("IMG_1.jpg", marked.meta, "dm-1")
-    assert "Located by gpt-5.4" in html and "customer's own photo" in html
-    assert "regenerated" not in html and "(locate $" in html
+    assert "crack (circled in red by gpt-image-2)" in html and "Located by gpt-5.4" in html
+    assert "the damage included, this is the customer's own photo" in html
+    assert delivered_name("IMG_1.jpg", marked.meta) == "IMG_1-marked.jpg"
 
 
-def test_no_damage_found_means_an_unmasked_edit_and_the_note_says_so() -> None:
-    fake = SandboxOpenAI(locate=lambda image: []).start()
-    try:
-        marked = marker_for(fake).mark(damaged_product(800, 600), "Broken", "")
-    finally:
-        fake.stop()
-    assert fake.calls[0]["mask"] is False
-    assert marked.meta["whole_image_regenerated"] and marked.meta["located"]["boxes"] == []
-    html = note_html("x.jpg", marked.meta, "dm-2")
-    assert "found no damage to locate" in html and "whole image was regenerated" in html
+def test_a_red_product_does_not_become_strokes(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]]) -> None:
+    fake, _ = model("star", margin=0.3)
+    photo = damaged_product(1600, 1200, body=(196, 28, 34))
+    marked = marker_for(fake).mark(photo)
+    delivered, customer = open_pair(marked, photo)
+    strokes = strokes_seen(delivered, customer)
+    # The red body was redrawn brighter and blurred by the model; none of that was taken.
+    body = only(product_box(*delivered.size), delivered.size, strokes)
+    assert share_equal(delivered, customer, body) >= 0.97
+    assert share_equal(delivered, customer, outside(strokes)) >= 0.97
+    assert marked.meta["marks"][0]["drawn_by"] == "model"
 
 
-def test_a_refused_locate_model_still_gives_a_marked_photo(openai_fake: SandboxOpenAI) -> None:
+# --- an unusable model mark: deskmark draws its own ---------------------------------------------
+@pytest.mark.parametrize(("behaviour", "why"), [
+    ("nothing", "the model's mark was missing"),
+    ("elsewhere", "the model"),  # "did not go around the damage", or "marked another place"
+    ("paint", "the model painted over the photo instead of circling the damage"),
+    ("partial", "the model's mark did not go around the damage"),
+])
+def test_an_unusable_model_mark_is_replaced_by_deskmarks_own_circle_and_label(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]], behaviour: str, why: str) -> None:
+    fake, _ = model("star", mode=behaviour)
+    fake.locate = locating("star", "cracked screen")
+    photo = damaged_product(1600, 1200)
+    marked = marker_for(fake).mark(photo)
+    delivered, customer = open_pair(marked, photo)
+    strokes = strokes_seen(delivered, customer)
+
+    box = damage_box("star", *delivered.size)
+    assert ring_around(strokes, box) >= 0.9  # a circle all around the located damage
+    assert label_box_seen(delivered, customer)  # and its label, white on red
+    # None of the model's output was taken: not its paint, not its stray circle.
+    assert share_equal(delivered, customer, outside(strokes)) >= 0.99
+    damage_area = only(box, delivered.size, strokes)
+    assert share_equal(delivered, customer, damage_area) >= 0.99
+
+    [item] = marked.meta["marks"]
+    assert item["drawn_by"] == "deskmark" and item["why"].startswith(why)
+    html = note_html("IMG_2.jpg", marked.meta, "dm-2")
+    assert f"cracked screen (circled by deskmark: {item['why']})" in html
+    assert "circled in red by" not in html
+
+
+def test_a_verified_and_a_failed_mark_on_one_photo_are_each_told(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]]) -> None:
+    fake, _ = model("star", margin=0.2)
+    star = locating("star", "cracked screen")
+    scratch = locating("wide", "scratch")
+    fake.locate = lambda image: star(image) + scratch(image)  # the model circles only the star
+    photo = damaged_product(1600, 1200)
+    marked = marker_for(fake).mark(photo)
+    delivered, customer = open_pair(marked, photo)
+    drawn = [(m["label"], m["drawn_by"]) for m in marked.meta["marks"]]
+    assert drawn == [("cracked screen", "model"), ("scratch", "deskmark")]
+    assert ring_around(strokes_seen(delivered, customer), damage_box("wide", *delivered.size)) >= 0.9
+    html = note_html("x.jpg", marked.meta, "dm-3")
+    assert "cracked screen (circled in red by gpt-image-2); scratch (circled by deskmark:" in html
+
+
+# --- nothing located ------------------------------------------------------------------------------
+def test_nothing_located_and_no_model_mark_gives_an_unmarked_photo_and_says_so(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]]) -> None:
+    fake, _ = model("star", located=False, mode="nothing")
+    photo = damaged_product(1600, 1200)
+    marked = marker_for(fake).mark(photo, "Broken", "")
+    assert fake.calls[0]["mask"] is False  # nothing to point the model at
+    delivered, customer = open_pair(marked, photo)
+    everything = Image.new("L", delivered.size, 255)
+    assert share_equal(delivered, customer, everything) >= 0.99  # no circle was invented
+    assert marked.meta["marked"] is False and marked.meta["marks"] == []
+    html = note_html("IMG_3.jpg", marked.meta, "dm-4")
+    assert "could not mark the damage" in html and "This photo is not marked" in html
+    assert "gpt-5.4 found no damage to locate" in html and "deskmark drew none" in html
+    assert delivered_name("IMG_3.jpg", marked.meta) == "IMG_3-unmarked.jpg"
+
+
+def test_nothing_located_but_a_clean_model_circle_is_kept_and_called_unchecked(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]]) -> None:
+    fake, stand_in = model("star", located=False, margin=0.25)
+    photo = damaged_product(1600, 1200)
+    marked = marker_for(fake).mark(photo)
+    delivered, customer = open_pair(marked, photo)
+    strokes = strokes_seen(delivered, customer)
+    assert ring_around(strokes, damage_box("star", *delivered.size)) >= 0.9  # the model's circle
+    assert share_equal(delivered, customer, outside(strokes)) >= 0.97
+    assert marked.meta["unlocated_mark"] is True and marked.meta["marked"] is True
+    html = note_html("x.jpg", marked.meta, "dm-5")
+    assert "The red mark is gpt-image-2's own" in html and "could not check it" in html
+
+
+def test_nothing_located_and_paint_from_the_model_is_not_kept(
+        model: Callable[..., tuple[SandboxOpenAI, MarkingModel]]) -> None:
+    fake, _ = model("star", located=False, mode="paint")
+    photo = damaged_product(1600, 1200)
+    marked = marker_for(fake).mark(photo)
+    delivered, customer = open_pair(marked, photo)
+    assert share_equal(delivered, customer, Image.new("L", delivered.size, 255)) >= 0.99
+    assert marked.meta["marked"] is False
+
+
+def test_a_refused_locate_model_is_named_in_the_note(openai_fake: SandboxOpenAI) -> None:
     openai_fake.faults.add("POST", "/responses", 404, {"error": {
         "message": "The model `gpt-5.4` does not exist or you do not have access to it.",
         "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
     marked = marker_for(openai_fake).mark(damaged_product(800, 600))
-    assert marked.meta["whole_image_regenerated"]
     assert "model_not_found" in marked.meta["located"]["problem"]
-    assert "could not be located" in note_html("x.jpg", marked.meta, "dm-3")
+    assert marked.meta["marks"] == [] and marked.meta["unlocated_mark"]  # the stand-in circled it
+    assert "locating failed: the configured model is not available" in note_html("x.jpg", marked.meta, "dm-6")
 
 
 def test_locating_is_off_with_an_empty_model(openai_fake: SandboxOpenAI) -> None:
     before = len(openai_fake.located)
     marked = marker_for(openai_fake, locate_model="").mark(damaged_product(800, 600))
     assert len(openai_fake.located) == before
-    assert marked.meta["located"] is None and marked.meta["whole_image_regenerated"]
+    assert marked.meta["located"] is None and marked.meta["marks"] == []
+    assert "locating is off" in note_html("x.jpg", marked.meta, "dm-7")
+
+
+# --- upright, located on what was sent, retried without paying twice ------------------------------
+def sideways_phone_photo() -> bytes:
+    """A 4000x3000 JPEG whose pixels are stored sideways (EXIF Orientation 6)."""
+    upright = Image.open(io.BytesIO(damaged_product(3000, 4000, fmt="PNG")))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # displayed by rotating 90° clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    stored.save(out, format="JPEG", quality=92, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_a_sideways_phone_photo_is_located_and_marked_upright(openai_fake: SandboxOpenAI) -> None:
+    data = sideways_phone_photo()
+    calls, located = len(openai_fake.calls), len(openai_fake.located)
+    marked = marker_for(openai_fake).mark(data, "Cracked screen", "It arrived cracked")
+    [edit] = openai_fake.calls[calls:]
+    [locate] = openai_fake.located[located:]
+    assert edit["image_sizes"] == [(1152, 1536)] and locate["image_size"] == (1152, 1536)
+    assert locate["detail"] == "original" and edit["mask"] is True
+    delivered, customer = open_pair(marked, data)
+    assert delivered.size == (1500, 2000)  # a 1/2-scale decode, upright
+    [region] = marked.meta["regions"]
+    x0, y0, x1, y1 = region
+    bx0, by0, bx1, by1 = damage_box("star", 1500, 2000)
+    assert abs(x0 - bx0) < 4 and abs(y1 - by1) < 4  # the located box, on the upright photo
+    strokes = strokes_seen(delivered, customer)
+    assert ring_around(strokes, (bx0, by0, bx1, by1)) >= 0.9
+    assert share_equal(delivered, customer, outside(strokes)) >= 0.97
+    assert marked.meta["marks"][0]["drawn_by"] == "model"
+    assert "(locate $" in note_html("IMG_1.jpg", marked.meta, "dm-8")
 
 
 def test_a_retry_reuses_the_located_boxes(openai_fake: SandboxOpenAI) -> None:
@@ -172,5 +355,5 @@ def test_locator_boxes_are_validated_and_clipped() -> None:
 def test_the_local_annotator_needs_no_model_and_says_so() -> None:
     marked = Marker(editor=None).mark(damaged_product(800, 600))
     assert marked.meta["provider"] == "local" and marked.meta["cost_usd"] == 0.0
-    assert marked.meta["regions"] and not marked.meta["whole_image_regenerated"]
-    assert "no AI model was used" in note_html("x.jpg", marked.meta, "dm-4")
+    assert marked.meta["regions"] and marked.meta["marked"]
+    assert "no AI model was used" in note_html("x.jpg", marked.meta, "dm-9")

@@ -11,7 +11,7 @@ import uuid
 import httpx
 from PIL import Image
 
-from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
@@ -63,8 +63,8 @@ def test_attachment_event_gets_exactly_one_marked_note(
     job_id = job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
     assert job_id in note.html_body
     assert "gpt-image-2" in note.html_body and "$0.0" in note.html_body
-    assert "Marked: cracked screen" in note.html_body and "(locate $" in note.html_body
-    assert "regenerated" not in note.html_body  # located: composited onto the customer's photo
+    assert "Marked: cracked screen (circled in red by gpt-image-2)" in note.html_body
+    assert "(locate $" in note.html_body and "the damage included, this is the customer's own" in note.html_body
 
     ticket = zendesk.tickets[ticket_id]
     assert ticket.tags == ["vip", "delivery", "deskmark_annotated", "warranty_review"]
@@ -153,3 +153,26 @@ def test_repeated_deliveries_give_one_note_and_one_edit(
     assert len([n for n in zendesk.notes(ticket_id) if n.attachments]) == 1
     assert len(calls_for(openai_fake, subject)) == 1
     assert zendesk.tickets[ticket_id].tags.count("warranty_review") == 1
+
+
+def test_a_missing_model_mark_is_drawn_by_deskmark_and_the_note_says_so(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk,
+    openai_fake: SandboxOpenAI, redis_url: str,
+) -> None:
+    subject = f"Chipped mug {uuid.uuid4().hex[:8]}"
+    ticket_id = zendesk.create_ticket(subject, "Chipped in the box.")
+    previous = openai_fake.transform
+    openai_fake.transform = MarkingModel(mode="nothing")  # the model redraws, and marks nothing
+    try:
+        comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
+                                      [("mug.jpg", damaged_product(seed=4), "image/jpeg")])
+        job_id = job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
+        store = Store.from_url(redis_url)
+        wait_for(lambda: store.job(job_id).get("state") == "done", timeout=60)
+    finally:
+        openai_fake.transform = previous
+    [note] = [n for n in zendesk.notes(ticket_id) if n.attachments]
+    assert ("Marked: cracked screen (circled by deskmark: the model's mark was missing)"
+            in note.html_body)
+    assert note.attachments[0].file_name == "mug-marked.jpg"
+    assert store.job(job_id)["mark"]["marks"][0]["drawn_by"] == "deskmark"

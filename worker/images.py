@@ -2,18 +2,22 @@
 
 Untrusted bytes are opened only through `load`: the type comes from the magic bytes (not the
 name or Content-Type), Pillow gets an explicit format allow-list, a pixel ceiling is enforced
-from the header before anything is decoded, and EXIF orientation is applied. Encoders here
-never pass `exif=`, so GPS and every other metadata stay behind.
+from the header before anything is decoded, EXIF orientation is applied, the pixels are
+converted to sRGB, and every piece of metadata is dropped (EXIF with GPS and maker notes, XMP,
+IPTC, comments, PNG text, the ICC profile): Pillow's encoders copy some of it from the image
+they save (a JPEG comment, an ICC profile), so nothing of it may stay attached.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from integrations.errors import UnusablePhoto
 
@@ -25,14 +29,13 @@ __all__ = [
     "prepare",
     "encode_png",
     "encode_jpeg",
-    "draw_mark",
+    "draw_marks",
+    "MARK_RED",
     "guess_damage_region",
     "fit_to",
     "Box",
-    "pad_box",
     "scale_box",
     "edit_mask",
-    "composite",
 ]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
@@ -111,7 +114,43 @@ def load(data: bytes, min_long_edge: int | None = None) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnusablePhoto(f"broken or truncated {kind} file: {exc}") from exc
     ImageOps.exif_transpose(image, in_place=True)  # a copy of a 12 MB image saved when upright
-    return image.convert("RGB") if image.mode != "RGB" else image
+    profile = image.info.get("icc_profile")
+    pixels: Image.Image = image if image.mode in ("RGB", "CMYK") else image.convert("RGB")
+    transform = _to_srgb(profile, pixels.mode) if profile else None
+    if transform is not None:
+        pixels = ImageCms.applyTransform(pixels, transform) or pixels
+    if pixels.mode != "RGB":
+        pixels = pixels.convert("RGB")
+    pixels.info = {}  # nothing of the file's metadata is carried on (see the module docstring)
+    return pixels
+
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+@functools.lru_cache(maxsize=16)
+def _to_srgb(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """A transform from the photo's colour profile to sRGB (phones tag photos Display P3);
+    None when it is sRGB already, or unreadable: then the pixels are taken as sRGB, as browsers
+    do. Cached: a phone sends the same profile with every photo."""
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        if mode == "RGB":
+            ours, srgb = source.profile, ImageCms.ImageCmsProfile(_SRGB).profile
+            if ours.xcolor_space.strip() != "RGB":
+                return None
+            pairs = ((ours.red_colorant, srgb.red_colorant), (ours.green_colorant, srgb.green_colorant),
+                     (ours.blue_colorant, srgb.blue_colorant))
+            same = "srgb" in (ours.profile_description or "").lower() and all(
+                mine is not None and theirs is not None
+                and all(math.isclose(a, b, abs_tol=2e-3) for a, b in zip(mine[0], theirs[0], strict=True))
+                for mine, theirs in pairs)
+            if same:
+                return None
+        return ImageCms.buildTransform(source, _SRGB, mode, "RGB",
+                                       ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
 
 
 def fit_to(image: Image.Image, max_edge: int) -> Image.Image:
@@ -187,37 +226,39 @@ def guess_damage_region(image: Image.Image) -> tuple[int, int, int, int]:
     )
 
 
-def draw_mark(image: Image.Image, box: tuple[int, int, int, int], label: str) -> Image.Image:
-    """A red ellipse around `box` and a short label beside it, on a copy of `image`."""
-    marked = image.convert("RGB")  # always a new image, even from RGB
-    draw = ImageDraw.Draw(marked)
-    stroke = max(3, min(marked.size) // 150)
-    pad = stroke * 2
-    x0, y0, x1, y1 = box
-    ellipse = (max(0, x0 - pad), max(0, y0 - pad), min(marked.width - 1, x1 + pad),
-               min(marked.height - 1, y1 + pad))
-    draw.ellipse(ellipse, outline=(230, 20, 20), width=stroke)
-    font = ImageFont.load_default(size=max(14, min(marked.size) // 22))
-    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-    tw, th = right - left, bottom - top
-    tx = min(max(0, ellipse[0]), marked.width - tw - 8)
-    ty = ellipse[1] - th - 12 if ellipse[1] - th - 12 >= 0 else min(marked.height - th - 8,
-                                                                    ellipse[3] + 6)
-    draw.rectangle((tx - 4, ty - 4, tx + tw + 4, ty + th + 6), fill=(230, 20, 20))
-    draw.text((tx - left, ty - top), label, fill=(255, 255, 255), font=font)
-    return marked
+MARK_RED = (230, 20, 20)
 
 
-def pad_box(box: Box, size: tuple[int, int], fraction: float = 0.35, minimum: int = 24) -> Box:
-    """Grow a damage box so the model's ellipse and label fit inside it; clip to the image.
+def draw_marks(image: Image.Image, marks: list[tuple[Box, str]]) -> None:
+    """deskmark's own mark, in place: a red ellipse around each box and its label beside it.
 
-    An ellipse drawn around a box reaches about 21% beyond each side; the label needs room too.
+    The ellipse passes outside the box's corners, so the damage itself stays clear, and has a
+    thin white halo, so it shows on a red or a dark product. The label is white on a red box,
+    its size set by the photo's, above the ellipse (below when there is no room).
     """
-    x0, y0, x1, y1 = box
-    dx = max(minimum, int((x1 - x0) * fraction))
-    dy = max(minimum, int((y1 - y0) * fraction))
-    width, height = size
-    return max(0, x0 - dx), max(0, y0 - dy), min(width, x1 + dx), min(height, y1 + dy)
+    draw = ImageDraw.Draw(image)
+    stroke = max(3, min(image.size) // 150)
+    font = ImageFont.load_default(size=max(14, min(image.size) // 28))
+    for (x0, y0, x1, y1), label in marks:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        pad = stroke * 2 + 0.15 * max(x1 - x0, y1 - y0)
+        a, b = (x1 - x0) / 2 * math.sqrt(2) + pad, (y1 - y0) / 2 * math.sqrt(2) + pad
+        ellipse = (cx - a, cy - b, cx + a, cy + b)
+        halo = max(1, stroke // 3)
+        draw.ellipse((ellipse[0] - halo, ellipse[1] - halo, ellipse[2] + halo, ellipse[3] + halo),
+                     outline=(255, 255, 255), width=stroke + 2 * halo)
+        draw.ellipse(ellipse, outline=MARK_RED, width=stroke)
+        if not label:
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        tw, th = right - left, bottom - top
+        gap = stroke + 6
+        tx = min(max(4, cx - tw / 2), image.width - tw - 8)
+        ty = ellipse[1] - th - gap - 6 if ellipse[1] - th - gap - 6 >= 4 else min(
+            image.height - th - 8, ellipse[3] + gap)
+        draw.rectangle((tx - 5, ty - 4, tx + tw + 5, ty + th + 6), fill=MARK_RED,
+                       outline=(255, 255, 255), width=max(1, halo))
+        draw.text((tx - left, ty - top), label, fill=(255, 255, 255), font=font)
 
 
 def scale_box(box: Box, source: tuple[int, int], target: tuple[int, int]) -> Box:
@@ -234,28 +275,3 @@ def edit_mask(size: tuple[int, int], regions: list[Box]) -> bytes:
     for x0, y0, x1, y1 in regions:
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(0, 0, 0, 0))
     return encode_png(mask)
-
-
-def composite(photo: Image.Image, edited: Image.Image, regions: list[Box]) -> Image.Image:
-    """The customer's photo with the model's output pasted in only inside `regions`.
-
-    The paste fades in over a soft edge that lies inside each region, so every pixel outside
-    the regions is exactly the customer's own.
-    """
-    # Only the regions are touched: each is cut from the model's output, scaled to the photo,
-    # and pasted through its own soft-edged mask (much cheaper than a full-size composite).
-    result = photo.convert("RGB")  # always a new image, even from RGB
-    edited = edited.convert("RGB")
-    sx, sy = edited.width / photo.width, edited.height / photo.height
-    feather = max(2, min(photo.size) // 200)
-    for x0, y0, x1, y1 in regions:
-        width, height = x1 - x0, y1 - y0
-        inner = (3 * feather, 3 * feather, width - 1 - 3 * feather, height - 1 - 3 * feather)
-        if width <= 0 or height <= 0 or inner[0] >= inner[2] or inner[1] >= inner[3]:
-            continue
-        patch = edited.crop((round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)))
-        patch = patch.resize((width, height), Image.Resampling.LANCZOS)
-        alpha = Image.new("L", (width, height), 0)
-        ImageDraw.Draw(alpha).rectangle(inner, fill=255)
-        result.paste(patch, (x0, y0), alpha.filter(ImageFilter.GaussianBlur(feather)))
-    return result

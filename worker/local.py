@@ -19,7 +19,8 @@ class LocalAnnotator:
 
     def mark(self, prepared: images.Prepared, label: str = "possible damage") -> EditResult:
         box = images.guess_damage_region(prepared.photo)
-        marked = images.draw_mark(prepared.photo, box, label)
+        marked = prepared.photo.copy()
+        images.draw_marks(marked, [(box, label)])
         return EditResult(
             image=images.encode_jpeg(marked),
             provider=self.provider,

@@ -1,13 +1,17 @@
-"""Marking one photo, with no helpdesk involved: prepare → locate → masked edit → composite.
+"""Marking one photo, with no helpdesk involved: prepare → locate → edit → take the mark.
 
-GPT image models redraw the whole picture even through a mask, so the model's output is pasted
-back onto the customer's photo only inside the (padded) damage boxes: everywhere else the
-delivered image is the customer's own pixels, upright and possibly downscaled. Without boxes the
-model's whole image is delivered, and the note says it was regenerated.
+GPT image models redraw the whole picture, the damage too, and circle what they see with their
+own margin, mask or not. So the model's output is never delivered: deskmark takes from it only
+the red strokes it added around the located damage (worker.strokes), checks that they form a
+mark around it, and paints them onto the customer's own photo. Where the model's mark is
+missing, incomplete, elsewhere or paint, deskmark draws the mark itself, and the note says who
+drew what. With nothing located and no usable mark from the model, the photo goes out unmarked
+and the note says so: no circle is invented.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -16,15 +20,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from PIL import Image
+
 from integrations.config import Settings
 from integrations.errors import PermanentError
 from integrations.models import estimate_usd, request_size
 from integrations.openai_images import EditRequest, EditResult, Located, OpenAIEditor, OpenAILocator
-from worker import images
+from worker import images, strokes
 from worker.local import LocalAnnotator
 from worker.notes import agent_reason
 
-__all__ = ["Editor", "Locator", "Marker", "Marked", "make_marker", "DEFAULT_PROMPT", "build_prompt"]
+__all__ = ["Editor", "Locator", "Marker", "Marked", "PaidResults", "Reused", "make_marker",
+           "DEFAULT_PROMPT", "build_prompt"]
 
 log = logging.getLogger("deskmark.marking")
 
@@ -41,8 +48,8 @@ DEFAULT_PROMPT = (
     'Description: """{description}"""'
 )
 MASK_HINT = (
-    "\n\nThe damage is inside the transparent area of the mask: draw the ellipse and the label "
-    "entirely inside that area."
+    "\n\nThe damage is in the middle of the transparent area of the mask: draw the ellipse "
+    "around it and the label next to it, inside that area."
 )
 
 
@@ -99,6 +106,26 @@ class Marked:
     meta: dict[str, Any] = field(default_factory=dict)  # what the note and the job record say
     before: bytes = b""  # small JPEGs for the dashboard: the customer's photo, upright
     after: bytes = b""  # ... and the marked one
+    debug: dict[str, bytes] = field(default_factory=dict)  # `annotate --debug`: name → PNG
+
+
+@dataclass(frozen=True)
+class Reused:
+    """A result already paid for: the same prepared photo, marked by an earlier job."""
+
+    job_id: str
+    image: bytes
+    meta: dict[str, Any]
+    after: bytes = b""
+
+
+class PaidResults(Protocol):
+    """Where paid results are kept (the worker's: worker.pipeline, in Redis)."""
+
+    def reuse(self, key: str) -> Reused | None:
+        """The stored result for `key`; None when this job is to make it. Raises Throttled
+        while another job is making it."""
+        ...
 
 
 THUMBNAIL_EDGE = 320
@@ -107,7 +134,7 @@ THUMBNAIL_EDGE = 320
 IMAGE_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
 
-def _thumb(image: Any) -> bytes:
+def _thumb(image: Image.Image) -> bytes:
     return images.encode_jpeg(images.fit_to(image, THUMBNAIL_EDGE), quality=80)
 
 
@@ -121,6 +148,19 @@ class Marker:
     local: LocalAnnotator = field(default_factory=LocalAnnotator)
     gate: Gate | None = None
 
+    def result_key(self, request_image: bytes) -> str:
+        """What makes a paid result reusable: the bytes sent, the models, quality and prompt.
+
+        The prompt is the template (DESKMARK_PROMPT or the built-in one), not the ticket's words
+        filled into it: the same photo re-sent, or on a merged or forwarded ticket ("Fwd: …"),
+        shows the same damage, and is marked once.
+        """
+        assert self.editor is not None
+        parts = (hashlib.sha256(request_image).hexdigest(), self.editor.model,
+                 str(getattr(self.editor, "quality", "")), self.locator.model if self.locator else "",
+                 self.prompt or DEFAULT_PROMPT)
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
     def mark(
         self,
         data: bytes,
@@ -128,20 +168,32 @@ class Marker:
         description: str = "",
         located: dict[str, Any] | None = None,
         remember: Callable[[dict[str, Any]], None] = lambda _: None,
+        results: PaidResults | None = None,
+        debug: bool = False,
     ) -> Marked:
         """`located` is an earlier attempt's locate result (so a retry does not pay twice);
-        `remember` is called with a new one as soon as it exists."""
+        `remember` is called with a new one as soon as it exists; `results` offers a result
+        already paid for by another job; `debug` keeps the model's output and the strokes."""
         if self.editor is None:
             with IMAGE_SLOTS:
                 prepared = images.prepare(data)
                 result = self.local.mark(prepared)
-                return Marked(result.image, _meta(result, None, [], 0.0), _thumb(prepared.photo),
+                return Marked(result.image, _local_meta(result), _thumb(prepared.photo),
                               _thumb(images.load(result.image)))
         editor = self.editor
         with IMAGE_SLOTS:
             prepared = images.prepare(data, lambda w, h: request_size(editor.model, w, h))
             before = _thumb(prepared.photo)
         size = prepared.request_size
+        key = self.result_key(prepared.request_image)
+        reused = results.reuse(key) if results is not None else None  # may raise Throttled
+        if reused is not None:
+            meta = {**reused.meta, "reused_from": reused.job_id, "cost_usd": 0.0,
+                    "edit_cost_usd": 0.0, "request_id": None, "usage": {}, "edit_seconds": 0.0,
+                    "result_key": key}
+            if meta.get("located"):
+                meta["located"] = {**meta["located"], "cost_usd": 0.0, "request_id": None}
+            return Marked(reused.image, meta, before, reused.after)
         reservation = None
         if self.gate is not None:
             self.gate.take_edit_slot()  # raises Throttled: nothing has been spent yet
@@ -151,13 +203,12 @@ class Marker:
             reservation = self.gate.reserve(estimate)
             if reservation is None:
                 with IMAGE_SLOTS:
-                    result = self.local.mark(prepared)
-                    meta = _meta(result, None, [], 0.0)
+                    local = self.local.mark(prepared)
+                    meta = _local_meta(local)
                     meta.update(budget_reached=True, budget_usd=self.gate.budget)
-                    return Marked(result.image, meta, before, _thumb(images.load(result.image)))
+                    return Marked(local.image, meta, before, _thumb(images.load(local.image)))
         # While the calls below take their 20 s to 2 min, hold the compressed photo and the
         # request image only, not the decoded photo: it is decoded again for the composite.
-        photo_size = prepared.photo.size
         request = prepared.request_image, prepared.request_mime
         del prepared
         spent = 0.0
@@ -167,15 +218,16 @@ class Marker:
             if found is not None and not located:
                 spent += found.cost_usd or 0.0
                 remember(found.to_dict())
-            regions = [images.pad_box(b.box, size) for b in (found.boxes if found else [])]
+            boxes = [b.box for b in found.boxes] if found else []
             prompt = build_prompt(self.prompt, subject, description)
             started = time.monotonic()
             result = editor.edit(EditRequest(
                 image=request[0],
                 mime=request[1],
                 size=size,
-                prompt=prompt + MASK_HINT if regions else prompt,
-                mask=images.edit_mask(size, regions) if regions else None,
+                prompt=prompt + MASK_HINT if boxes else prompt,
+                mask=images.edit_mask(size, [strokes.check_area(b, size) for b in boxes])
+                if boxes else None,
             ))
             spent += result.cost_usd or 0.0
         finally:
@@ -183,17 +235,14 @@ class Marker:
                 self.gate.settle(reservation, spent)
         seconds = time.monotonic() - started
         with IMAGE_SLOTS:
-            edited = images.load(result.image)
-            if regions:
-                photo = images.fit_to(images.load(data, images.DECODE_FLOOR), images.DELIVERY_EDGE)
-                assert photo.size == photo_size
-                on_photo = [images.scale_box(r, size, photo_size) for r in regions]
-                delivered = images.composite(photo, edited, on_photo)
-            else:
-                on_photo = []
-                delivered = edited
-            return Marked(images.encode_jpeg(delivered, quality=92),
-                          _meta(result, found, on_photo, seconds), before, _thumb(delivered))
+            delivered, marks, reading, output = _take_mark(data, request[0], result.image, found)
+            meta = _meta(result, found, marks, reading, seconds)
+            meta["result_key"] = key
+            marked = Marked(images.encode_jpeg(delivered, quality=92), meta, before, _thumb(delivered))
+            if debug:
+                marked.debug = {"model": result.image,
+                                "strokes": images.encode_png(strokes.strokes_preview(output, reading))}
+            return marked
 
     def _locate(self, request: tuple[bytes, str], size: tuple[int, int], subject: str,
                 description: str) -> Located | None:
@@ -209,6 +258,34 @@ class Marker:
             return Located(model=self.locator.model, boxes=[], problem=agent_reason(exc))
 
 
+def _take_mark(data: bytes, request_image: bytes, model_output: bytes, found: Located | None,
+               ) -> tuple[Image.Image, list[dict[str, Any]], strokes.Reading, Image.Image]:
+    """The delivered photo: the customer's, upright, with the model's verified strokes painted
+    on, and deskmark's own mark around every located box whose model mark failed the check."""
+    sent = images.load(request_image)
+    output = images.load(model_output)
+    if output.size != sent.size:  # `size` was explicit, but a model may answer another
+        output = output.resize(sent.size, Image.Resampling.BILINEAR)
+    located = found.boxes if found else []
+    reading = strokes.read_mark(sent, output, [b.box for b in located])
+    del sent
+    photo = images.fit_to(images.load(data, images.DECODE_FLOOR), images.DELIVERY_EDGE)
+    strokes.paste_strokes(photo, output, reading)
+    marks: list[dict[str, Any]] = []
+    own: list[tuple[images.Box, str]] = []
+    for damage, check in zip(located, reading.checks, strict=True):
+        region = images.scale_box(damage.box, output.size, photo.size)
+        marks.append({"label": damage.label, "region": list(region),
+                      "drawn_by": "model" if check.ok else "deskmark", "why": check.why,
+                      "coverage": check.coverage})
+        if not check.ok:
+            own.append((region, damage.label))
+    images.draw_marks(photo, own)
+    if own:
+        log.info("deskmark drew its own mark: %s", "; ".join(m["why"] for m in marks if m["why"]))
+    return photo, marks, reading, output
+
+
 def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:
     """The configured marker: OpenAI (locating unless DESKMARK_LOCATE_MODEL is empty), or the
     local annotator. Workers pass the shared `gate` (edit rate, daily budget)."""
@@ -218,8 +295,18 @@ def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:
     return Marker(editor=OpenAIEditor(settings), locator=locator, prompt=settings.prompt, gate=gate)
 
 
-def _meta(result: EditResult, located: Located | None, regions: list[images.Box],
-          seconds: float) -> dict[str, Any]:
+def _local_meta(result: EditResult) -> dict[str, Any]:
+    region = [list(result.region)] if result.region else []
+    return {"provider": result.provider, "model": result.model, "cost_usd": 0.0,
+            "edit_cost_usd": 0.0, "request_id": None, "usage": {}, "edit_seconds": 0.0,
+            "located": None, "labels": [result.label] if result.label else [], "regions": region,
+            "marks": [{"label": result.label, "region": region[0], "drawn_by": "deskmark",
+                       "why": "no AI model was used", "coverage": None}] if region else [],
+            "unlocated_mark": False, "marked": bool(region)}
+
+
+def _meta(result: EditResult, located: Located | None, marks: list[dict[str, Any]],
+          reading: strokes.Reading, seconds: float) -> dict[str, Any]:
     locate_cost = located.cost_usd if located else 0.0
     costs = [result.cost_usd, locate_cost]
     return {
@@ -231,8 +318,10 @@ def _meta(result: EditResult, located: Located | None, regions: list[images.Box]
         "usage": result.usage,
         "edit_seconds": round(seconds, 2),
         "located": located.to_dict() if located else None,
-        "labels": [b.label for b in located.boxes] if located else
-                  ([result.label] if result.label else []),
-        "regions": [list(r) for r in regions] or ([list(result.region)] if result.region else []),
-        "whole_image_regenerated": result.provider != "local" and not regions,
+        "labels": [m["label"] for m in marks],
+        "regions": [m["region"] for m in marks],
+        "marks": marks,
+        # Nothing located, and the model's own mark looked like one: kept as drawn, unchecked.
+        "unlocated_mark": reading.unlocated is not None,
+        "marked": bool(marks) or reading.unlocated is not None,
     }

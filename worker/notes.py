@@ -3,12 +3,13 @@ could not be marked. Short, honest about what a model did, HTML-escaped."""
 
 from __future__ import annotations
 
-from html import escape
+import html
 from typing import Any
 
 from integrations.errors import VendorError
 
-__all__ = ["note_html", "failure_html", "review_html", "agent_reason", "money", "AGENT_REASONS"]
+__all__ = ["note_html", "failure_html", "review_html", "agent_reason", "money", "delivered_name",
+           "what_was_marked", "AGENT_REASONS"]
 
 # Vendor error codes an agent may read about, in words.
 AGENT_REASONS = {
@@ -17,6 +18,11 @@ AGENT_REASONS = {
     "model_not_found": "the configured model is not available (model_not_found)",
     "invalid_api_key": "deskmark's OpenAI API key was refused (invalid_api_key)",
 }
+
+
+def escape(text: str) -> str:
+    """For text between tags (these notes carry no attributes): "the model's", not "&#x27;"."""
+    return html.escape(text, quote=False)
 
 
 def agent_reason(error: VendorError) -> str:
@@ -34,40 +40,81 @@ def money(cost: float | None) -> str:
     return "cost unknown (no price on file for a model used)" if cost is None else f"cost ${cost:.4f}"
 
 
-def note_html(filename: str, mark: dict[str, Any], job_id: str) -> str:
-    lines = [f"<p><strong>deskmark</strong> marked the damage on <em>{escape(filename)}</em>.</p>"]
-    labels = ", ".join(escape(label) for label in mark.get("labels") or [])
+def delivered_name(filename: str, mark: dict[str, Any]) -> str:
+    """The attachment's name: `<stem>-marked.jpg`, or `-unmarked.jpg` when nothing was marked."""
+    stem = filename.rsplit(".", 1)[0] or "photo"
+    return f"{stem}-marked.jpg" if mark.get("marked", True) else f"{stem}-unmarked.jpg"
+
+
+def what_was_marked(mark: dict[str, Any]) -> str:
+    """One line for Slack and logs: the labels, or why there are none."""
+    if mark.get("labels"):
+        return ", ".join(mark["labels"])
+    if mark.get("unlocated_mark"):
+        return "the edit model's own mark (nothing located)"
+    return "nothing: the damage could not be located, the photo is not marked"
+
+
+def _not_located(mark: dict[str, Any]) -> str:
     located = mark.get("located") or {}
+    if located.get("problem"):
+        return f"locating failed: {escape(located['problem'])}"
+    if located:
+        return f"{escape(str(located.get('model')))} found no damage to locate"
+    return "locating is off (DESKMARK_LOCATE_MODEL is empty)"
+
+
+def note_html(filename: str, mark: dict[str, Any], job_id: str) -> str:
+    model = escape(str(mark.get("model")))
+    located = mark.get("located") or {}
+    marked = mark.get("marked", True)
+    verb = "marked the damage on" if marked else "could not mark the damage on"
+    lines = [f"<p><strong>deskmark</strong> {verb} <em>{escape(filename)}</em>.</p>"]
+    if mark.get("reused_from"):
+        lines.append(
+            f"<p>This photo was marked before, in job {escape(str(mark['reused_from']))}: deskmark "
+            "reused that result, and no model was called again (cost $0).</p>")
     if mark.get("budget_reached"):
         lines.append(
             f"<p>The daily AI budget (${mark.get('budget_usd') or 0:.2f}, DESKMARK_DAILY_BUDGET_USD) "
             "was reached, so this photo was marked without an AI model.</p>")
+    own_pixels = ("Everywhere else, the damage included, this is the customer's own photo "
+                  "(turned upright, possibly downscaled).")
     if mark.get("provider") == "local":
+        labels = ", ".join(escape(label) for label in mark.get("labels") or [])
         lines.append(
             f"<p>Marked: the area circled in red (“{labels or 'possible damage'}”). Marked by "
             "deskmark's local annotator: <strong>no AI model was used</strong>; the circle is a "
             "heuristic guess at the damaged area, please check it against the photo.</p>"
         )
-    elif mark.get("regions"):
+    elif mark.get("marks"):
+        parts = []
+        for item in mark["marks"]:
+            label = escape(str(item.get("label") or "damage"))
+            if item.get("drawn_by") == "model":
+                parts.append(f"{label} (circled in red by {model})")
+            else:
+                parts.append(f"{label} (circled by deskmark: {escape(str(item.get('why')))})")
+        by_model = any(item.get("drawn_by") == "model" for item in mark["marks"])
+        taken = (f" Only the strokes of {model}'s mark were taken from its output, after deskmark "
+                 "checked that they go around the located damage." if by_model else "")
         lines.append(
-            f"<p>Marked: {labels} (circled in red). Located by {escape(str(located.get('model')))}; "
-            f"{escape(str(mark.get('model')))} edited only the marked area. Everywhere else this "
-            "is the customer's own photo (turned upright, possibly downscaled).</p>"
-        )
+            f"<p>Marked: {'; '.join(parts)}. Located by {escape(str(located.get('model')))}."
+            f"{taken} {own_pixels}</p>")
+    elif mark.get("unlocated_mark"):
+        lines.append(
+            f"<p>The damage could not be located ({_not_located(mark)}). The red mark is {model}'s "
+            "own, kept as drawn: deskmark could not check it against a located box, please check "
+            f"it against the photo. {own_pixels}</p>")
     else:
-        if located.get("problem"):
-            lines.append(f"<p>The damage could not be located: {escape(located['problem'])}.</p>")
-        elif located:
-            lines.append(f"<p>{escape(str(located.get('model')))} found no damage to locate on "
-                         "this photo; the edit model was asked to mark what it sees.</p>")
         lines.append(
-            "<p><strong>The whole image was regenerated by the model</strong>: details outside "
-            "the mark may differ from the customer's photo. Judge the damage on the original.</p>"
-        )
+            f"<p><strong>This photo is not marked</strong>: the damage could not be located "
+            f"({_not_located(mark)}), and {model} drew no usable mark, so deskmark drew none. "
+            "Please judge the damage on the photo itself.</p>")
     cost = money(mark.get("cost_usd"))
     if located and mark.get("cost_usd") is not None and located.get("cost_usd") is not None:
         cost += f" (locate ${located['cost_usd']:.4f}, edit ${mark.get('edit_cost_usd') or 0:.4f})"
-    details = [f"Model: {escape(str(mark.get('model')))}", cost, f"job {job_id}"]
+    details = [f"Model: {model}", cost, f"job {job_id}"]
     if mark.get("request_id"):
         details.append(f"request {escape(str(mark['request_id']))}")
     lines.append("<p>" + " · ".join(details) + "</p>")

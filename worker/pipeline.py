@@ -19,11 +19,11 @@ from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePh
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent, job_id_for
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Review, SlackNotifier
-from worker.marking import Marker
-from worker.notes import agent_reason, failure_html, money, note_html, review_html
+from worker.marking import Marker, Reused
+from worker.notes import agent_reason, delivered_name, failure_html, money, note_html, review_html, what_was_marked
 from worker.store import Store
 
-__all__ = ["Runtime", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS"]
+__all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS"]
 
 log = logging.getLogger("deskmark.pipeline")
 
@@ -31,6 +31,32 @@ ESCALATION_TAGS = ["deskmark_annotated", "warranty_review"]
 # Longer than one attempt (an edit may take 4 minutes), and never longer than the visibility
 # timeout, so a crashed worker's lease has lapsed when its message comes back.
 LEASE_SECONDS = 600
+
+
+@dataclass
+class JobResults:
+    """Paid results in Redis, as one job sees them: the same prepared photo (with the same
+    models, quality and prompt) is edited once, and later jobs reuse what it paid for."""
+
+    store: Store
+    job_id: str
+
+    def reuse(self, key: str) -> Reused | None:
+        for _ in range(3):  # a take-over can race another job's; then look again
+            holder = self.store.claim_result(key, self.job_id, LEASE_SECONDS)
+            state, _, other = holder.partition(":")
+            if other == self.job_id:
+                return None  # ours to make (again, after a failed attempt of ours)
+            record = self.store.job(other)
+            image = self.store.marked(other) if state == "done" else None
+            if image is not None and record.get("mark"):
+                return Reused(other, image, record["mark"], self.store.image(other, "after") or b"")
+            if state == "pending" and record.get("state") not in ("failed", "skipped", "done"):
+                raise Throttled(f"the same photo is being marked by job {other}", 30.0)
+            # The holder gave up, or what it made has expired: make it here.
+            if self.store.take_over_result(key, holder, self.job_id, LEASE_SECONDS):
+                return None
+        raise Throttled("the same photo's result is changing hands", 5.0)
 
 
 @dataclass
@@ -134,10 +160,13 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
         result = rt.marker.mark(
             data, subject, description, located=record.get("located"),
             remember=lambda located: rt.store.update(job_id, {"located": located}),
+            results=JobResults(rt.store, job_id),
         )
         marked, mark = result.image, result.meta
         rt.store.save_marked(job_id, marked, mark)
         rt.store.save_thumbnails(job_id, result.before, result.after)
+        if mark.get("provider") == "openai" and mark.get("result_key") and not mark.get("reused_from"):
+            rt.store.publish_result(mark["result_key"], job_id)
         if mark.get("provider") == "openai":
             rt.store.observe_edit(float(mark.get("edit_seconds") or 0.0))
         rt.store.update(job_id, {"model": mark["model"], "cost_usd": mark["cost_usd"],
@@ -147,11 +176,10 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
         note_id = helpdesk.find_note(ticket_id, job_id) if record.get("note_attempted") else None
         if note_id is None:
             rt.store.update(job_id, {"note_attempted": True})
-            stem = photo.filename.rsplit(".", 1)[0] or "photo"
             note_id = helpdesk.post_note(
                 ticket_id,
                 note_html(photo.filename, mark, job_id),
-                [NoteFile(f"{stem}-marked.jpg", marked, "image/jpeg")],
+                [NoteFile(delivered_name(photo.filename, mark), marked, "image/jpeg")],
             )
         rt.store.update(job_id, {"note_id": note_id or "posted"})
 
@@ -181,9 +209,9 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: dict[str, Any], rt:
     words = " ".join(f"{ticket.subject} — {ticket.description}".split())
     review = Review(
         job_id=job_id, vendor=record.get("vendor") or "", ticket_id=ticket_id, ticket_url=ticket.url,
-        filename=f"{photo.filename.rsplit('.', 1)[0] or 'photo'}-marked.jpg", image=marked,
+        filename=delivered_name(photo.filename, mark), image=marked,
         customer_words=words if len(words) <= 280 else words[:279] + "…",
-        what=", ".join(mark.get("labels") or []) or "the whole image (regenerated)",
+        what=what_was_marked(mark),
         cost=money(mark.get("cost_usd")),
     )
     if not record.get("slack_file"):

@@ -6,6 +6,9 @@ Keys (all under `dm:`):
   self:{vendor}             deskmark's own user id at that vendor (1 day)
   job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …)
   job:{id}:marked           the marked image bytes, kept so a retry never pays for a second edit
+  result:{key}              who holds the paid result for a prepared photo + models + prompt:
+                            `pending:{job}` while that job makes it (a lease's length), then
+                            `done:{job}` for as long as the marked images are kept
   lease:{id}                held while one worker runs the job
   jobs                      sorted set of job ids by last update (the dashboard reads it)
   dead                      sorted set of dead-lettered job ids (and `ev-…` events) by time
@@ -51,6 +54,27 @@ if ARGV[6] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) t
 end
 redis.call('LPUSH', KEYS[4], ARGV[2])
 return 'enqueued'
+"""
+
+
+# Claim a result key for a job unless someone holds it; a holder's own claim is refreshed.
+# KEYS: result key. ARGV: "pending:{job}", seconds. Returns who holds it now.
+_CLAIM_RESULT = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return ARGV[1]
+end
+if holder == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return holder
+"""
+# Replace a holder that gave up (its job failed, or its stored image is gone).
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
 """
 
 
@@ -118,6 +142,8 @@ class Store:
         self.r = client
         self._accept_sha = hashlib.sha1(_ACCEPT.encode()).hexdigest().encode()
         self._lanes = _Lanes(client.connection_pool)
+        self._claim_result = client.register_script(_CLAIM_RESULT)
+        self._swap = client.register_script(_SWAP)
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0) -> Store:
@@ -272,6 +298,20 @@ class Store:
         """`marked`, `before` or `after`."""
         value = self.r.get(f"dm:job:{job_id}:{name}")
         return value if isinstance(value, bytes) else None
+
+    # --- paid results, reused for the same photo ---------------------------------------------
+    def claim_result(self, key: str, job_id: str, seconds: int) -> str:
+        """`pending:{job_id}` when this job is now to make the result; else who holds it
+        (`pending:{job}` or `done:{job}`)."""
+        return _text(self._claim_result(keys=[f"dm:result:{key}"],
+                                        args=[f"pending:{job_id}", seconds]))
+
+    def take_over_result(self, key: str, holder: str, job_id: str, seconds: int) -> bool:
+        return bool(self._swap(keys=[f"dm:result:{key}"], args=[holder, f"pending:{job_id}", seconds]))
+
+    def publish_result(self, key: str, job_id: str) -> None:
+        """The job's marked image is stored: later jobs with the same key reuse it."""
+        self.r.set(f"dm:result:{key}", f"done:{job_id}".encode(), ex=MARKED_TTL)
 
     # --- leases -------------------------------------------------------------------------------
     def acquire_lease(self, job_id: str, seconds: int) -> str | None:

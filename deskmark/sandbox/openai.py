@@ -6,8 +6,9 @@ It enforces what the real one does and clients most often get wrong: Bearer auth
 image part's own MIME type (400 `unsupported_file_mimetype` for application/octet-stream,
 `missing_file_mimetype` for none), known sizes per model, mask size, retired models (404
 `model_not_found`). It answers with `usage`, `x-request-id`, and an edited image made by
-`transform` (by default: every pixel nudged, as a GPT image model redraws the whole picture,
-and a red ellipse drawn where the damage is assumed to be).
+`transform` (by default `MarkingModel`: every pixel redrawn, as a GPT image model does, and a red
+circle and label around the damage with the model's own margin, mask or not). It keeps the bytes
+of every image it is sent (`raw`), so tests can look for what must never leave deskmark.
 """
 
 from __future__ import annotations
@@ -19,27 +20,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
 from deskmark.sandbox.faults import Faults
+from deskmark.sandbox.photos import damage_box, product_box
 from deskmark.sandbox.server import LoopbackServer
 
-__all__ = ["SandboxOpenAI", "regenerate_with_mark", "boxes_at_damage"]
+__all__ = ["SandboxOpenAI", "MarkingModel", "boxes_at_damage"]
 
 Boxes = list[dict[str, Any]]
 
 
 def boxes_at_damage(image: Image.Image) -> Boxes:
-    """Where deskmark's sample photos have their crack (see sandbox.photos)."""
-    from deskmark.sandbox.photos import DAMAGE_CENTRE
+    """Where deskmark's sample photos have their star of cracks (see sandbox.photos)."""
+    x0, y0, x1, y1 = damage_box("star", *image.size)
+    return [{"label": "cracked screen", "x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}]
 
-    w, h = image.size
-    cx, cy, r = DAMAGE_CENTRE[0] * w, DAMAGE_CENTRE[1] * h, 0.14 * min(w, h)
-    return [{"label": "cracked screen", "x_min": cx - r, "y_min": cy - r, "x_max": cx + r,
-             "y_max": cy + r}]
 
 CURRENT = {"gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"}
 RETIRED = {"gpt-image-1": "2026-10-23", "dall-e-2": "2026-05-12"}
@@ -48,18 +48,71 @@ ALLOWED_MIME = {"image/png", "image/jpeg", "image/webp"}
 OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056}
 
 
-def regenerate_with_mark(image: Image.Image, mask: Image.Image | None) -> Image.Image:
-    """Like a GPT image model: nothing survives untouched; a red ellipse marks the damage
-    (inside the mask's transparent area when there is one, else around the centre)."""
-    out = image.convert("RGB").point(lambda v: min(255, v + 7) if v < 128 else v - 7)
-    if mask is not None and "A" in mask.getbands():
-        box = mask.getchannel("A").point(lambda a: 255 if a == 0 else 0).getbbox()
+@dataclass
+class MarkingModel:
+    """A stand-in for a GPT image model asked to circle the damage, as they behave.
+
+    It redraws every pixel (brighter and slightly blurred) and, mask or not, circles the damage
+    it "sees" (where the sample photo's `damage` is) with its own `margin`, a share of the
+    damage's longer side, and writes `label` above the circle, anti-aliased, in red. Other
+    `mode`s misbehave: "nothing" draws no mark, "elsewhere" circles the mirrored spot, "partial"
+    draws only a third of the circle, "paint" paints the whole product red. `drawn` records
+    each ellipse it drew, in pixels of the image it was given.
+    """
+
+    damage: str = "star"
+    margin: float = 0.3
+    mode: str = "circle"
+    label: str = "cracked screen"
+    drawn: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+    def __call__(self, image: Image.Image, mask: Image.Image | None) -> Image.Image:
+        w, h = image.size
+        out = image.convert("RGB").filter(ImageFilter.GaussianBlur(1.5)).point(
+            lambda v: min(255, int(v * 1.06) + 8))
+        if self.mode == "nothing":
+            return out
+        if self.mode == "paint":
+            ImageDraw.Draw(out).rounded_rectangle(product_box(w, h), radius=w // 30,
+                                                  fill=(225, 32, 28))
+            return out
+        x0, y0, x1, y1 = damage_box(self.damage, w, h)
+        if self.mode == "elsewhere":
+            x0, y0, x1, y1 = w - x1, h - y1, w - x0, h - y0
+        m = self.margin * max(x1 - x0, y1 - y0)
+        ellipse = (x0 - m, y0 - m, x1 + m, y1 + m)
+        self.drawn.append(ellipse)
+        _draw_smooth(out, ellipse, self.label, partial=self.mode == "partial")
+        return out
+
+
+def _draw_smooth(image: Image.Image, ellipse: tuple[float, float, float, float], label: str,
+                 partial: bool) -> None:
+    """An anti-aliased red ellipse and label: drawn at 4x on the area they cover, scaled down."""
+    red = (228, 24, 30)
+    w, h = image.size
+    stroke = max(4, min(w, h) // 150)
+    font = ImageFont.load_default(size=max(14, min(w, h) // 30) * 4)
+    text_w = font.getlength(label) / 4
+    text_h = max(14, min(w, h) // 30) * 1.3
+    x0, y0, x1, y1 = ellipse
+    ty = y0 - text_h - stroke * 2 if y0 - text_h - stroke * 2 >= 0 else y1 + stroke * 2
+    area = (max(0, int(min(x0, x0) - stroke * 2)), max(0, int(min(y0, ty) - stroke * 2)),
+            min(w, int(max(x1, x0 + text_w) + stroke * 2)), min(h, int(max(y1, ty + text_h) + stroke * 2)))
+    if area[2] <= area[0] or area[3] <= area[1]:
+        return
+    scale = 4
+    layer = Image.new("L", ((area[2] - area[0]) * scale, (area[3] - area[1]) * scale), 0)
+    draw = ImageDraw.Draw(layer)
+    box = [(x0 - area[0]) * scale, (y0 - area[1]) * scale, (x1 - area[0]) * scale,
+           (y1 - area[1]) * scale]
+    if partial:
+        draw.arc(box, 200, 320, fill=255, width=stroke * scale)
     else:
-        box = None
-    w, h = out.size
-    box = box or (w // 3, h // 3, 2 * w // 3, 2 * h // 3)
-    ImageDraw.Draw(out).ellipse(box, outline=(235, 20, 20), width=max(4, min(w, h) // 100))
-    return out
+        draw.ellipse(box, outline=255, width=stroke * scale)
+        draw.text(((x0 - area[0]) * scale, (ty - area[1]) * scale), label, fill=255, font=font)
+    alpha = layer.resize((area[2] - area[0], area[3] - area[1]), Image.Resampling.BOX)
+    image.paste(red, area, alpha)
 
 
 def _error(status: int, message: str, type_: str, code: str | None,
@@ -81,12 +134,12 @@ def _valid_flexible(size: str) -> bool:
 
 class SandboxOpenAI:
     def __init__(self, api_key: str = "sk-sandbox",
-                 transform: Callable[[Image.Image, Image.Image | None], Image.Image]
-                 = regenerate_with_mark, latency: float = 0.0,
+                 transform: Callable[[Image.Image, Image.Image | None], Image.Image] | None = None,
+                 latency: float = 0.0,
                  locate: Callable[[Image.Image], Boxes] = boxes_at_damage,
                  locate_latency: float | None = None, cheap: bool = False) -> None:
         self.api_key = api_key
-        self.transform = transform
+        self.transform = transform or MarkingModel()
         self.locate = locate
         self.locate_latency = latency if locate_latency is None else locate_latency
         # cheap: answer edits with a cached image of the requested size and locates from the
@@ -173,6 +226,7 @@ class SandboxOpenAI:
                         if not self.cheap:
                             image.load()
                             record["exif"] = dict(image.getexif())
+                            record["raw"] = base64.b64decode(data)
             if image is None:
                 return _error(400, "No input_image given.", "invalid_request_error",
                               "missing_required_parameter", "input")
@@ -239,13 +293,15 @@ class SandboxOpenAI:
                                   "'image/jpeg', 'image/png', and 'image/webp'.",
                                   "invalid_request_error", "unsupported_file_mimetype", "image")
                 try:
-                    image = Image.open(io.BytesIO(part.read()))
+                    data = part.read()
+                    image = Image.open(io.BytesIO(data))
                     if self.cheap:
                         images.append(image)
                         call["image_sizes"].append(image.size)
                         continue
                     image.load()
                     call.setdefault("exif", []).append(dict(image.getexif()))
+                    call.setdefault("raw", []).append(data)
                 except OSError:
                     return _error(400, "Invalid image file.", "invalid_request_error",
                                   "invalid_image_file", "image")
@@ -290,7 +346,11 @@ class SandboxOpenAI:
                         mask = mask.resize((w, h))
                 edited = self.transform(source, mask)
                 out = io.BytesIO()
-                edited.save(out, format="PNG")
+                # Models' outputs carry metadata of their own (OpenAI's: content credentials);
+                # none of it may reach a ticket.
+                note = PngImagePlugin.PngInfo()
+                note.add_text("Software", "sandbox-openai image model")
+                edited.save(out, format="PNG", pnginfo=note)
                 png = out.getvalue()
             text_tokens = max(1, len(call["prompt"]) // 4)
             image_tokens = 65 + 129 * len(images)

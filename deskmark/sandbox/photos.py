@@ -1,4 +1,9 @@
-"""Generated sample photos: a product with a visible crack, for the demo and the tests."""
+"""Generated sample photos: a product with visible damage, for the demo, the tests and benches.
+
+The damage comes in shapes that stress marking differently: a star of cracks (the demo's), a
+tall thin crack, a wide scratch and a small chip. `damage_box` says where each one is, so a
+stand-in model can circle it and a test can check what was delivered there.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,59 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["damaged_product", "DAMAGE_CENTRE"]
+__all__ = ["damaged_product", "damage_box", "product_box", "DAMAGE_CENTRE", "DAMAGES"]
 
-# Where the crack is, as fractions of width and height.
+# Where the star of cracks is, as fractions of width and height.
 DAMAGE_CENTRE = (0.62, 0.40)
+# The other shapes, as fractions (x0, y0, x1, y1) of width and height.
+_BOXES = {
+    "tall": (0.515, 0.20, 0.545, 0.78),
+    "wide": (0.36, 0.62, 0.72, 0.645),
+    "small": (0.655, 0.27, 0.675, 0.297),
+}
+DAMAGES = ("star", *_BOXES)
+PRODUCT = (0.30, 0.12, 0.78, 0.88)
+CRACK = (235, 240, 250)
+
+
+def damage_box(damage: str, width: int, height: int) -> tuple[float, float, float, float]:
+    """Where `damage` is on a width x height photo, in pixels (x0, y0, x1, y1)."""
+    if damage == "star":
+        cx, cy, r = DAMAGE_CENTRE[0] * width, DAMAGE_CENTRE[1] * height, 0.14 * min(width, height)
+        return cx - r, cy - r, cx + r, cy + r
+    x0, y0, x1, y1 = _BOXES[damage]
+    return x0 * width, y0 * height, x1 * width, y1 * height
+
+
+def product_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The product's body, in pixels."""
+    return (int(width * PRODUCT[0]), int(height * PRODUCT[1]), int(width * PRODUCT[2]),
+            int(height * PRODUCT[3]))
+
+
+def _jagged(draw: ImageDraw.ImageDraw, rng: random.Random, start: tuple[float, float],
+            end: tuple[float, float], wobble: float, width: int) -> None:
+    steps = 24
+    points = []
+    for i in range(steps + 1):
+        t = i / steps
+        x = start[0] + (end[0] - start[0]) * t
+        y = start[1] + (end[1] - start[1]) * t
+        if 0 < i < steps:
+            # Across the line, within `wobble`: the crack stays inside its box.
+            dx, dy = end[1] - start[1], start[0] - end[0]
+            norm = math.hypot(dx, dy) or 1.0
+            offset = rng.uniform(-wobble, wobble)
+            x, y = x + dx / norm * offset, y + dy / norm * offset
+        points.append((x, y))
+    draw.line(points, fill=CRACK, width=width, joint="curve")
 
 
 def damaged_product(width: int = 1600, height: int = 1200, seed: int = 7,
-                    fmt: str = "JPEG", exif: bytes | None = None) -> bytes:
-    """A phone-like product on a table, its screen cracked around DAMAGE_CENTRE."""
+                    fmt: str = "JPEG", exif: bytes | None = None, damage: str = "star",
+                    body: tuple[int, int, int] = (35, 38, 44),
+                    screen: tuple[int, int, int] = (62, 92, 140)) -> bytes:
+    """A phone-like product on a table, its screen damaged (see `damage_box`)."""
     rng = random.Random(seed)
     image = Image.new("RGB", (width, height))
     draw = ImageDraw.Draw(image)
@@ -26,23 +75,38 @@ def damaged_product(width: int = 1600, height: int = 1200, seed: int = 7,
         draw.line([(0, y), (width, y)], fill=(shade, shade - 8, shade - 20))
     image = image.filter(ImageFilter.GaussianBlur(2))
     draw = ImageDraw.Draw(image)
-    body = (int(width * 0.30), int(height * 0.12), int(width * 0.78), int(height * 0.88))
-    draw.rounded_rectangle(body, radius=width // 30, fill=(35, 38, 44))
-    screen = (body[0] + width // 60, body[1] + width // 60, body[2] - width // 60,
-              body[3] - width // 60)
-    draw.rounded_rectangle(screen, radius=width // 60, fill=(62, 92, 140))
-    cx, cy = int(width * DAMAGE_CENTRE[0]), int(height * DAMAGE_CENTRE[1])
-    reach = min(width, height) * 0.12
-    for _ in range(14):  # a star of jagged cracks
-        angle = rng.uniform(0, 2 * math.pi)
-        px, py = float(cx), float(cy)
-        for _ in range(9):
-            angle += rng.uniform(-0.6, 0.6)
-            step = reach / 9 * rng.uniform(0.6, 1.4)
-            nx, ny = px + math.cos(angle) * step, py + math.sin(angle) * step
-            draw.line([(px, py), (nx, ny)], fill=(235, 240, 250), width=max(2, width // 500))
-            px, py = nx, ny
-    draw.ellipse((cx - 10, cy - 10, cx + 10, cy + 10), fill=(230, 235, 245))
+    outline = product_box(width, height)
+    draw.rounded_rectangle(outline, radius=width // 30, fill=body)
+    inset = width // 60
+    draw.rounded_rectangle((outline[0] + inset, outline[1] + inset, outline[2] - inset,
+                            outline[3] - inset), radius=width // 60, fill=screen)
+    line = max(2, width // 500)
+    if damage == "star":
+        cx, cy = int(width * DAMAGE_CENTRE[0]), int(height * DAMAGE_CENTRE[1])
+        reach = min(width, height) * 0.12
+        for _ in range(14):  # a star of jagged cracks
+            angle = rng.uniform(0, 2 * math.pi)
+            px, py = float(cx), float(cy)
+            for _ in range(9):
+                angle += rng.uniform(-0.6, 0.6)
+                step = reach / 9 * rng.uniform(0.6, 1.4)
+                nx, ny = px + math.cos(angle) * step, py + math.sin(angle) * step
+                draw.line([(px, py), (nx, ny)], fill=CRACK, width=line)
+                px, py = nx, ny
+        draw.ellipse((cx - 10, cy - 10, cx + 10, cy + 10), fill=(230, 235, 245))
+    else:
+        x0, y0, x1, y1 = damage_box(damage, width, height)
+        if damage == "small":  # a chip: a pale, ragged spot
+            points = [((x0 + x1) / 2 + math.cos(a) * (x1 - x0) / 2 * rng.uniform(0.7, 1.0),
+                       (y0 + y1) / 2 + math.sin(a) * (y1 - y0) / 2 * rng.uniform(0.7, 1.0))
+                      for a in (i * math.pi / 6 for i in range(12))]
+            draw.polygon(points, fill=CRACK)
+        elif damage == "tall":
+            _jagged(draw, rng, ((x0 + x1) / 2, y0 + line), ((x0 + x1) / 2, y1 - line),
+                    (x1 - x0) / 2 - line, line)
+        else:
+            _jagged(draw, rng, (x0 + line, (y0 + y1) / 2), (x1 - line, (y0 + y1) / 2),
+                    (y1 - y0) / 2 - line, line)
     out = io.BytesIO()
     options: dict[str, Any] = {"quality": 88} if fmt == "JPEG" else {}
     if exif is not None:
