@@ -32,10 +32,12 @@ def test_dashboard_lists_jobs_and_serves_the_marked_photo(deskmark_env: dict[str
     store = Store.from_url(deskmark_env["REDIS_URL"])
     store.create_job("dm-dashboardtest", {"vendor": "zendesk", "ticket_id": "123",
                                           "filename": "crack.jpg"})
-    store.save_marked("dm-dashboardtest", b"\xff\xd8\xff fake jpeg", {"provider": "local"})
+    store.save_marked("dm-dashboardtest", b"\xff\xd8\xff fake jpeg", {"provider": "openai", "marks": [
+        {"label": "crack", "drawn_by": "deskmark", "why": "the model's mark was missing"}]})
     client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
     page = client.get("/").get_data(as_text=True)
     assert "dm-dashboardtest" in page and "crack.jpg" in page
+    assert "crack: circled by deskmark (the model&#39;s mark was missing)" in page
     image = client.get("/jobs/dm-dashboardtest/marked.jpg")
     assert image.status_code == 200 and image.mimetype == "image/jpeg"
     assert client.get("/jobs/dm-nothing/marked.jpg").status_code == 404

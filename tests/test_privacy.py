@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -229,3 +230,46 @@ def test_an_srgb_tagged_photo_keeps_its_pixels_and_loses_the_tag() -> None:
     loaded = images.load(out.getvalue())
     assert loaded.getpixel((5, 5)) == (200, 30, 40) and loaded.info == {}
     assert metadata_in(images.encode_png(loaded)) == []
+
+
+def everything_at_once() -> bytes:
+    """One phone photo with a JPEG comment, XMP, IPTC, and EXIF with GPS and a maker note."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 22.0, 1.0), 3: "E", 4: (4.0, 53.0, 2.0),
+                                 0x1B: SECRET})
+    exif.get_ifd(0x8769)[0x927C] = b"MakerNote " + SECRET
+    xmp_packet = b"<x:xmpmeta><dc:creator>" + SECRET + b"</dc:creator></x:xmpmeta>"
+    caption = SECRET + b" 12 Home Street"
+    iptc_record = b"\x1c\x02\x78" + struct.pack(">H", len(caption)) + caption
+    return with_segments(
+        jpeg(exif=exif.tobytes()),
+        _segment(0xFE, b"sent from " + SECRET + b"'s phone"),
+        _segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + xmp_packet),
+        _segment(0xED, b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00"
+                 + struct.pack(">I", len(iptc_record)) + iptc_record))
+
+
+def test_a_photo_with_every_kind_of_metadata_leaves_none_of_it_anywhere(
+    worker: Any, web: Any, zendesk: Any, openai_fake: SandboxOpenAI, redis_url: str,
+) -> None:
+    from deskmark.sandbox.zendesk import SandboxZendesk
+    from integrations.events import job_id_for
+    from tests.conftest import wait_for
+    from worker.store import Store
+
+    photo = everything_at_once()
+    assert len(metadata_in(photo)) == 5  # four segments, and the secret
+    subject = f"Scuffed case {uuid.uuid4().hex[:8]}"
+    ticket_id = zendesk.create_ticket(subject, "Scuffed on arrival.")
+    comment = zendesk.add_comment(ticket_id, SandboxZendesk.CUSTOMER_ID, "photo",
+                                  [("IMG_0042.jpg", photo, "image/jpeg")])
+    job_id = job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
+    store = Store.from_url(redis_url)
+    wait_for(lambda: store.job(job_id).get("state") == "done", timeout=60)
+    [edit] = [c for c in openai_fake.calls if subject in str(c["prompt"])]
+    [locate] = [r for r in openai_fake.located if subject in r["text"]]
+    [note] = [n for n in zendesk.notes(ticket_id) if n.attachments]
+    for sent in [*edit["raw"], locate["raw"], note.attachments[0].data]:
+        assert metadata_in(sent) == []
+    for thumbnail in ("before", "after"):
+        assert metadata_in(store.image(job_id, thumbnail) or b"") == []

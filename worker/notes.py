@@ -52,7 +52,7 @@ def what_was_marked(mark: dict[str, Any]) -> str:
         return ", ".join(mark["labels"])
     if mark.get("unlocated_mark"):
         return "the edit model's own mark (nothing located)"
-    return "nothing: the damage could not be located, the photo is not marked"
+    return "nothing (the damage could not be located; the photo is not marked)"
 
 
 def _not_located(mark: dict[str, Any]) -> str:
