@@ -57,7 +57,7 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self._dir, "--save", "", "--appendonly",
-             "yes" if self.appendonly else "no"],
+             "yes" if self.appendonly else "no", "--appendfsync", "everysec"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
@@ -79,6 +79,13 @@ class EmbeddedRedis:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self.process = None
+
+    def crash(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would end it (with AOF, up to a second is lost)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
         self.process = None
 
     def cleanup(self) -> None:

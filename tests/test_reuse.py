@@ -14,7 +14,7 @@ from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.errors import Throttled
 from integrations.events import job_id_for
 from tests.conftest import WorkerProcess, wait_for
-from worker.pipeline import LEASE_SECONDS, JobResults
+from worker.pipeline import CLAIM_SECONDS, JobResults
 from worker.store import MARKED_TTL, Store
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
@@ -74,7 +74,7 @@ def test_a_job_waits_while_another_makes_the_same_result(store: Store) -> None:
     assert JobResults(store, "dm-maker").reuse(key) is None  # ... and again on its retry
     with pytest.raises(Throttled, match="being marked by job dm-maker"):
         JobResults(store, "dm-waiter").reuse(key)
-    assert 0 < store.r.ttl(f"dm:result:{key}") <= LEASE_SECONDS  # a dead maker's claim lapses
+    assert 0 < store.r.ttl(f"dm:result:{key}") <= CLAIM_SECONDS  # a dead maker's claim lapses
 
     store.save_marked("dm-maker", b"marked-jpeg", {"model": "gpt-image-2", "cost_usd": 0.05})
     store.save_thumbnails("dm-maker", b"before", b"after")

@@ -6,10 +6,12 @@ import base64
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlparse
 
 from celery import Celery
 
 from integrations.config import Settings
+from worker import broker
 
 __all__ = ["make_celery", "task_message", "QUEUE"]
 
@@ -45,6 +47,10 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
         enable_utc=True,
     )
+    if urlparse(settings.redis_url).scheme in broker.SCHEMES:
+        # kombu's Redis transport with the fix that keeps a worker consuming after a Redis
+        # restart (worker.broker). Sentinel and other URLs keep kombu's own.
+        app.conf.broker_transport = broker.TRANSPORT
     return app
 
 

@@ -170,10 +170,12 @@ class Marker:
         remember: Callable[[dict[str, Any]], None] = lambda _: None,
         results: PaidResults | None = None,
         debug: bool = False,
+        on_edit: Callable[[bool], None] = lambda _: None,
     ) -> Marked:
         """`located` is an earlier attempt's locate result (so a retry does not pay twice);
         `remember` is called with a new one as soon as it exists; `results` offers a result
-        already paid for by another job; `debug` keeps the model's output and the strokes."""
+        already paid for by another job; `debug` keeps the model's output and the strokes;
+        `on_edit` is told when the paid edit call starts (True) and when it has returned."""
         if self.editor is None:
             with IMAGE_SLOTS:
                 prepared = images.prepare(data)
@@ -221,14 +223,18 @@ class Marker:
             boxes = [b.box for b in found.boxes] if found else []
             prompt = build_prompt(self.prompt, subject, description)
             started = time.monotonic()
-            result = editor.edit(EditRequest(
-                image=request[0],
-                mime=request[1],
-                size=size,
-                prompt=prompt + MASK_HINT if boxes else prompt,
-                mask=images.edit_mask(size, [strokes.check_area(b, size) for b in boxes])
-                if boxes else None,
-            ))
+            on_edit(True)
+            try:
+                result = editor.edit(EditRequest(
+                    image=request[0],
+                    mime=request[1],
+                    size=size,
+                    prompt=prompt + MASK_HINT if boxes else prompt,
+                    mask=images.edit_mask(size, [strokes.check_area(b, size) for b in boxes])
+                    if boxes else None,
+                ))
+            finally:
+                on_edit(False)
             spent += result.cost_usd or 0.0
         finally:
             if self.gate is not None and reservation is not None:

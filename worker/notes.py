@@ -74,6 +74,12 @@ def note_html(filename: str, mark: dict[str, Any], job_id: str) -> str:
         lines.append(
             f"<p>This photo was marked before, in job {escape(str(mark['reused_from']))}: deskmark "
             "reused that result, and no model was called again (cost $0).</p>")
+    if mark.get("lost_edits"):
+        lost = int(mark["lost_edits"])
+        lines.append(
+            f"<p>An earlier edit call for this photo was under way when its worker stopped (a "
+            f"deploy or a crash); OpenAI may have billed {'it' if lost == 1 else f'those {lost} calls'} "
+            f"as well, so this photo may have cost {lost + 1} edits.</p>")
     if mark.get("budget_reached"):
         lines.append(
             f"<p>The daily AI budget (${mark.get('budget_usd') or 0:.2f}, DESKMARK_DAILY_BUDGET_USD) "

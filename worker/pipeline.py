@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from integrations.config import Settings
@@ -21,6 +21,7 @@ from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Review, SlackNotifier
 from worker.marking import Marker, Reused
 from worker.notes import agent_reason, delivered_name, failure_html, money, note_html, review_html, what_was_marked
+from worker.recovery import Leases
 from worker.store import Store
 
 __all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS"]
@@ -28,9 +29,9 @@ __all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "deci
 log = logging.getLogger("deskmark.pipeline")
 
 ESCALATION_TAGS = ["deskmark_annotated", "warranty_review"]
-# Longer than one attempt (an edit may take 4 minutes), and never longer than the visibility
-# timeout, so a crashed worker's lease has lapsed when its message comes back.
-LEASE_SECONDS = 600
+# How long a job that is making a paid result holds it for others to wait on (it refreshes the
+# claim on every attempt; a failed maker's claim is taken over at once).
+CLAIM_SECONDS = 600
 
 
 @dataclass
@@ -43,7 +44,7 @@ class JobResults:
 
     def reuse(self, key: str) -> Reused | None:
         for _ in range(3):  # a take-over can race another job's; then look again
-            holder = self.store.claim_result(key, self.job_id, LEASE_SECONDS)
+            holder = self.store.claim_result(key, self.job_id, CLAIM_SECONDS)
             state, _, other = holder.partition(":")
             if other == self.job_id:
                 return None  # ours to make (again, after a failed attempt of ours)
@@ -54,7 +55,7 @@ class JobResults:
             if state == "pending" and record.get("state") not in ("failed", "skipped", "done"):
                 raise Throttled(f"the same photo is being marked by job {other}", 30.0)
             # The holder gave up, or what it made has expired: make it here.
-            if self.store.take_over_result(key, holder, self.job_id, LEASE_SECONDS):
+            if self.store.take_over_result(key, holder, self.job_id, CLAIM_SECONDS):
                 return None
         raise Throttled("the same photo's result is changing hands", 5.0)
 
@@ -68,6 +69,10 @@ class Runtime:
     helpdesks: Mapping[str, Helpdesk]
     marker: Marker
     notifier: SlackNotifier | None = None
+    leases: Leases = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.leases = Leases(self.store)
 
     def helpdesk(self, vendor: str) -> Helpdesk:
         try:
@@ -121,18 +126,18 @@ def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
 def run_job(job: dict[str, Any], rt: Runtime) -> str:
     """Run one photo job to the end; return its final state. Raises VendorError to retry."""
     job_id = job["job_id"]
-    lease = rt.store.acquire_lease(job_id, min(LEASE_SECONDS, rt.settings.visibility_timeout))
-    if lease is None:
-        # Another worker holds it, or held it and died: come back when the lease has lapsed.
-        # (Dropping this message would lose the job if the holder is dead.)
-        raise Throttled(f"job {job_id} is held by another worker",
-                        min(30.0, rt.store.lease_left(job_id) + 1))
+    if rt.leases.acquire(job_id) is None:
+        # Another worker is running it and renewing its lease. Should that worker die, the
+        # reaper queues the job again (worker.recovery): this message has nothing to do.
+        log.info("job %s is running on another worker; this message is a duplicate", job_id)
+        return "duplicate"
     try:
         record = rt.store.job(job_id)
         if record.get("state") in ("done", "skipped"):
-            return str(record["state"])
+            return str(record["state"])  # a message back after its job finished does nothing
         attempt = rt.store.count_attempt(job_id)
         rt.store.update(job_id, {"state": "running", "started": record.get("started") or time.time()})
+        rt.store.watch(job_id, time.time())  # alive for as long as its lease is
         try:
             return _steps(job, record, rt, attempt)
         except (UnusablePhoto, UnsafeURL) as exc:
@@ -140,7 +145,7 @@ def run_job(job: dict[str, Any], rt: Runtime) -> str:
             fail_job(job, rt, str(exc), None)
             return "failed"
     finally:
-        rt.store.release_lease(job_id, lease)
+        rt.leases.release(job_id)
 
 
 def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: int) -> str:
@@ -152,6 +157,11 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
     mark: dict[str, Any] = record.get("mark") or {}
     ticket: Ticket | None = None  # fetched once, for the prompt and for the Slack review
     if marked is None:
+        lost = int(record.get("edits_in_flight") or 0)
+        if lost:
+            # An earlier attempt's worker died during its edit call: that edit may be billed.
+            lost += int(record.get("lost_edits") or 0)
+            rt.store.update(job_id, {"edits_in_flight": 0, "lost_edits": lost})
         data, _ = helpdesk.download(ticket_id, photo)
         subject = description = ""
         if rt.marker.editor is not None:
@@ -161,8 +171,12 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
             data, subject, description, located=record.get("located"),
             remember=lambda located: rt.store.update(job_id, {"located": located}),
             results=JobResults(rt.store, job_id),
+            on_edit=lambda started: rt.store.count_edit(job_id, started),
         )
         marked, mark = result.image, result.meta
+        lost = lost or int(record.get("lost_edits") or 0)
+        if lost and not mark.get("reused_from"):
+            mark["lost_edits"] = lost
         rt.store.save_marked(job_id, marked, mark)
         rt.store.save_thumbnails(job_id, result.before, result.after)
         if mark.get("provider") == "openai" and mark.get("result_key") and not mark.get("reused_from"):
@@ -173,6 +187,7 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
                                  "request_id": mark["request_id"]})
 
     if not record.get("note_id"):
+        rt.leases.check(job_id)  # never a second note from a worker that lost the job
         note_id = helpdesk.find_note(ticket_id, job_id) if record.get("note_attempted") else None
         if note_id is None:
             rt.store.update(job_id, {"note_attempted": True})
@@ -184,11 +199,13 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
         rt.store.update(job_id, {"note_id": note_id or "posted"})
 
     if not record.get("escalated"):
+        rt.leases.check(job_id)
         group = _warranty_group(rt.settings, vendor)
         helpdesk.escalate(ticket_id, ESCALATION_TAGS, group)
         rt.store.update(job_id, {"escalated": True})
 
     if rt.notifier is not None and not record.get("slack_ts"):
+        rt.leases.check(job_id)
         try:
             _ask_for_review(job_id, photo, record, rt, ticket or helpdesk.ticket(ticket_id),
                             marked, mark)

@@ -9,7 +9,8 @@ Keys (all under `dm:`):
   result:{key}              who holds the paid result for a prepared photo + models + prompt:
                             `pending:{job}` while that job makes it (a lease's length), then
                             `done:{job}` for as long as the marked images are kept
-  lease:{id}                held while one worker runs the job
+  lease:{id}                held while one worker runs the job, renewed (worker.recovery)
+  watch                     sorted set of unfinished jobs by when they must show life
   jobs                      sorted set of job ids by last update (the dashboard reads it)
   dead                      sorted set of dead-lettered job ids (and `ev-…` events) by time
   spend:{YYYY-MM-DD}        USD spent on model calls that day (worker.limits)
@@ -27,8 +28,10 @@ import uuid
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
-__all__ = ["Store", "JOB_STATES", "DELIVERY_TTL"]
+__all__ = ["Store", "JOB_STATES", "TERMINAL_STATES", "DELIVERY_TTL", "MARKED_TTL"]
 
 DELIVERY_TTL = 7 * 24 * 3600
 SCAN_TTL = 3600  # a queued scan that never starts (queue purged) stops coalescing after this
@@ -67,6 +70,21 @@ if not holder then
 end
 if holder == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return holder
+"""
+# Extend a lease only if it is still ours. KEYS: lease. ARGV: token, ms. Returns 1 if renewed.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# Claim an overdue job for re-queuing: still overdue, and nobody holds its lease.
+# KEYS: watch set, lease. ARGV: job id, now, next deadline. Returns 1 when claimed.
+_CLAIM_OVERDUE = """
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
 """
 # Replace a holder that gave up (its job failed, or its stored image is gone).
 _SWAP = """
@@ -131,10 +149,23 @@ class _Lanes:
         return result
 
 
-def connect(url: str, timeout: float = 5.0) -> redis.Redis:
+def connect(url: str, timeout: float = 5.0, patience: float = 0.0) -> redis.Redis:
+    """A client for `url`. With `patience`, a command that finds Redis gone (a restart, a
+    failover) is retried with backoff for about that many seconds before it raises: the
+    worker's jobs ride out a routine restart. The web app has none: a webhook that cannot be
+    enqueued gets its 503 at once, and the helpdesk retries."""
+    options: dict[str, Any] = {}
+    if patience:
+        backoff = ExponentialWithJitterBackoff(base=0.25, cap=4.0)
+        retries, waited = 0, 0.0
+        while waited < patience:
+            waited += min(4.0, 0.25 * 2**retries)
+            retries += 1
+        options = {"retry": Retry(backoff, retries),
+                   "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]}
     return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
-    )
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30,
+        **options)
 
 
 class Store:
@@ -143,11 +174,13 @@ class Store:
         self._accept_sha = hashlib.sha1(_ACCEPT.encode()).hexdigest().encode()
         self._lanes = _Lanes(client.connection_pool)
         self._claim_result = client.register_script(_CLAIM_RESULT)
+        self._renew = client.register_script(_RENEW)
+        self._claim_overdue = client.register_script(_CLAIM_OVERDUE)
         self._swap = client.register_script(_SWAP)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 5.0) -> Store:
-        return cls(connect(url, timeout))
+    def from_url(cls, url: str, timeout: float = 5.0, patience: float = 0.0) -> Store:
+        return cls(connect(url, timeout, patience))
 
     # --- web side -----------------------------------------------------------------------------
     def accept(self, vendor: str, ticket_id: str, actor_id: str | None, delivery_key: str,
@@ -200,6 +233,7 @@ class Store:
         pipe.zadd("dm:jobs", {job_id: now})
         if fields.get("state") in TERMINAL_STATES:
             pipe.hincrby("dm:metrics:jobs", fields["state"], 1)  # deskmark_jobs_total{state}
+            pipe.zrem("dm:watch", job_id)
         pipe.execute()
 
     # --- metrics the web app's /metrics reads (kept in Redis: workers may be on other hosts) --
@@ -229,6 +263,11 @@ class Store:
                 "edit_seconds": {_text(k): float(v) for k, v in edits.items()},
                 "spend_usd_total": float(spend or 0), "queue_depth": int(depth),
                 "dead_letters": int(dead), "worker_up": bool(alive)}
+
+    def count_edit(self, job_id: str, started: bool) -> None:
+        """Edit calls under way for the job: one that is still counted when the job starts
+        again was cut off with its worker, and may have been billed."""
+        self.r.hincrby(f"dm:job:{job_id}", "edits_in_flight", 1 if started else -1)
 
     def count_attempt(self, job_id: str) -> int:
         return int(self.r.hincrby(f"dm:job:{job_id}", "attempts", 1))
@@ -329,6 +368,27 @@ class Store:
             f"dm:lease:{job_id}",
             token,
         )
+
+    def renew_leases(self, held: dict[str, str], seconds: int) -> dict[str, bool]:
+        """Extend each lease that is still held with its token; say which were."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id, token in held.items():
+            self._renew(keys=[f"dm:lease:{job_id}"], args=[token, seconds * 1000], client=pipe)
+        return {job_id: bool(ok) for job_id, ok in zip(held, pipe.execute(), strict=True)}
+
+    # --- unfinished jobs, watched for a dead worker (worker.recovery) --------------------------
+    def watch(self, job_id: str, at: float) -> None:
+        self.r.zadd("dm:watch", {job_id: at})
+
+    def unwatch(self, job_id: str) -> None:
+        self.r.zrem("dm:watch", job_id)
+
+    def overdue(self, now: float, limit: int = 200) -> list[str]:
+        return [_text(i) for i in self.r.zrangebyscore("dm:watch", "-inf", now, start=0, num=limit)]
+
+    def claim_overdue(self, job_id: str, now: float, next_at: float) -> bool:
+        return bool(self._claim_overdue(keys=["dm:watch", f"dm:lease:{job_id}"],
+                                        args=[job_id, now, next_at]))
 
     # --- liveness -----------------------------------------------------------------------------
     def beat(self, worker_name: str) -> None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
+from kombu.exceptions import OperationalError
 
 from integrations.config import Settings
 from integrations.errors import PermanentError, RetryableError, Throttled, UnusablePhoto
@@ -25,6 +28,7 @@ from worker import pipeline
 from worker.app import make_celery
 from worker.limits import EditGate
 from worker.marking import make_marker
+from worker.recovery import REAP_EVERY, REDIS_DOWN, RESTART_GRACE, LeaseLost, reap
 from worker.retry import MAX_RETRIES, countdown, throttle_countdown
 from worker.store import Store
 
@@ -37,6 +41,17 @@ app = make_celery(settings)
 
 _runtime: pipeline.Runtime | None = None
 _runtime_lock = threading.Lock()
+REDIS_PATIENCE = 30.0  # seconds a job waits for Redis to come back before it is requeued
+# Redis (job state, or the broker when publishing a retry) unreachable for longer than that.
+BROKER_DOWN = (*REDIS_DOWN, OperationalError)
+
+
+def _requeue(what: str, exc: Exception) -> Reject:
+    """Redis was away for longer than REDIS_PATIENCE: this is not the job's failure. Its message
+    goes back to the queue (or, if Redis is still away, stays unacknowledged and comes back with
+    the reaper or the visibility timeout); what was done is recorded and is not done again."""
+    log.warning("%s: Redis is unreachable (%s); the message goes back to the queue", what, exc)
+    return Reject(str(exc), requeue=True)
 
 
 def runtime() -> pipeline.Runtime:
@@ -49,7 +64,8 @@ def runtime() -> pipeline.Runtime:
                 helpdesks["zendesk"] = ZendeskClient(settings.zendesk, settings.attachment_hosts)
             if settings.freshdesk:
                 helpdesks["freshdesk"] = FreshdeskClient(settings.freshdesk, settings.attachment_hosts)
-            store = Store.from_url(settings.redis_url)
+            # Patient: a job rides out a Redis restart of up to this long (see _requeue).
+            store = Store.from_url(settings.redis_url, patience=REDIS_PATIENCE)
             _runtime = pipeline.Runtime(
                 settings=settings,
                 store=store,
@@ -68,6 +84,13 @@ def handle_event(self: Task, event: dict[str, Any]) -> None:
 
 
 def _handle_event(self: Task, event: dict[str, Any], parsed: TicketEvent) -> None:
+    try:
+        _expand(self, event, parsed)
+    except BROKER_DOWN as exc:
+        raise _requeue(f"event for {parsed.vendor} ticket {parsed.ticket_id}", exc) from exc
+
+
+def _expand(self: Task, event: dict[str, Any], parsed: TicketEvent) -> None:
     rt = runtime()
     if parsed.photo is None:
         # From here on, a new event for this ticket may see photos this scan will not.
@@ -95,24 +118,43 @@ def process_photo(self: Task, job: dict[str, Any]) -> str:
 
 
 def _process_photo(self: Task, job: dict[str, Any]) -> str:
+    try:
+        return _run_photo(self, job)
+    except BROKER_DOWN as exc:
+        raise _requeue(f"job {job['job_id']}", exc) from exc
+
+
+def _schedule(rt: pipeline.Runtime, job_id: str, state: str, wait: float, fields: dict[str, Any]) -> None:
+    """Record that the job comes back in `wait` seconds; if it has not by then (its worker
+    died holding the delayed message), the reaper queues it again."""
+    rt.store.update(job_id, {"state": state, "due": time.time() + wait, **fields})
+    rt.store.watch(job_id, time.time() + wait + RESTART_GRACE)
+
+
+def _run_photo(self: Task, job: dict[str, Any]) -> str:
     rt = runtime()
     try:
         return pipeline.run_job(job, rt)
+    except LeaseLost as exc:
+        log.warning("%s; this attempt stops here", exc)
+        return "lease lost"
     except Throttled as exc:
         # Not a failure: come back when the limit opens, without holding this worker slot,
         # and without using up an attempt.
-        rt.store.update(job["job_id"], {"state": "waiting", "reason": str(exc)})
-        process_photo.apply_async(args=[job], retries=self.request.retries,
-                                  countdown=throttle_countdown(exc.wait, settings.visibility_timeout))
+        wait = throttle_countdown(exc.wait, settings.visibility_timeout)
+        _schedule(rt, job["job_id"], "waiting", wait, {"reason": str(exc)})
+        process_photo.apply_async(args=[job], retries=self.request.retries, countdown=wait)
         return "throttled"
     except RetryableError as exc:
         if self.request.retries >= MAX_RETRIES:
             pipeline.fail_job(job, rt, f"gave up after {MAX_RETRIES + 1} attempts: {exc}", exc)
             return "failed"
-        rt.store.update(job["job_id"], {"state": "retrying", "reason": str(exc)[:300],
-                                        "last_error": exc.record()})
-        raise self.retry(countdown=countdown(exc, self.request.retries, settings.visibility_timeout),
-                         exc=exc) from exc
+        wait = countdown(exc, self.request.retries, settings.visibility_timeout)
+        _schedule(rt, job["job_id"], "retrying", wait, {"reason": str(exc)[:300],
+                                                         "last_error": exc.record()})
+        raise self.retry(countdown=wait, exc=exc) from exc
+    except BROKER_DOWN:
+        raise
     except PermanentError as exc:
         pipeline.fail_job(job, rt, str(exc), exc)
         return "failed"
@@ -131,6 +173,13 @@ def review(self: Task, click: dict[str, str]) -> str:
 
 
 def _review(self: Task, click: dict[str, str]) -> str:
+    try:
+        return _decide(self, click)
+    except BROKER_DOWN as exc:
+        raise _requeue(f"review of {click.get('job_id')}", exc) from exc
+
+
+def _decide(self: Task, click: dict[str, str]) -> str:
     try:
         return pipeline.decide(ReviewClick(**click), runtime())
     except RetryableError as exc:
@@ -176,6 +225,23 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
             _stop_beating.wait(10)
 
     threading.Thread(target=beat, name="deskmark-heartbeat", daemon=True).start()
+
+
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    store = Store.from_url(settings.redis_url)
+
+    def requeue(job: dict[str, Any]) -> None:
+        process_photo.apply_async(args=[job])
+
+    def reap_forever() -> None:
+        while not _stop_beating.wait(REAP_EVERY):
+            try:
+                reap(store, requeue)
+            except Exception as exc:  # Redis away: the next round tries again
+                log.warning("reaper: %s", exc)
+
+    threading.Thread(target=reap_forever, name="deskmark-reaper", daemon=True).start()
 
 
 @worker_ready.connect

@@ -1,0 +1,112 @@
+"""Redis restarts: the worker that was consuming before is the one consuming after, and every
+photo in flight gets exactly one note.
+
+The first tests pin the kombu bug that worker.broker works around, with kombu alone: if stock
+kombu stops failing after an upgrade, worker.broker's override can go (and should).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from kombu import Connection, Queue
+from kombu.common import Broadcast
+from kombu.transport import redis as kombu_redis
+
+from deskmark.redis_server import EmbeddedRedis
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.zendesk import SandboxZendesk
+from tests.conftest import Stack, wait_for
+from tests.test_exactly_once import marked_notes, send_photo
+from worker import broker
+
+
+@pytest.fixture
+def lost_redis() -> Iterator[Callable[[str | None], Connection]]:
+    """A kombu connection as a Celery consumer leaves it when Redis goes away: a BRPOP pending
+    on its task channel with an unacknowledged message, and a control channel with an
+    auto-delete fanout queue; then Redis stops and Celery's consumer calls collect()."""
+    servers: list[EmbeddedRedis] = []
+
+    def make(transport: str | None) -> Connection:
+        server = EmbeddedRedis().start()
+        servers.append(server)
+        conn = Connection(server.url, transport=transport)
+        name = f"q-{uuid.uuid4().hex[:6]}"
+        queue = Queue(name, routing_key=name)
+        with conn.Producer() as producer:
+            producer.publish({"job": 1}, routing_key=name, declare=[queue])
+        received: list[object] = []
+        conn.Consumer([queue], callbacks=[lambda body, message: received.append(message)]).consume()
+        control = conn.channel()
+        conn.Consumer([Broadcast("control")], channel=control, callbacks=[lambda b, m: None]).consume()
+        for _ in range(20):
+            if received:
+                break
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=0.5)
+        assert received  # delivered, not acknowledged
+        for _ in range(3):  # the next BRPOP goes out, and waits
+            with contextlib.suppress(TimeoutError):
+                conn.drain_events(timeout=0.2)
+        server.stop()
+        conn.collect(socket_timeout=1)
+        return conn
+
+    yield make
+    for server in servers:
+        server.cleanup()
+
+
+def test_stock_kombu_still_fails_to_close_a_connection_after_redis_went_away(
+        lost_redis: Callable[[str | None], Connection]) -> None:
+    conn = lost_redis(None)
+    # The error Celery calls unrecoverable. If this test fails, kombu fixed it: remove
+    # worker/broker.py and the broker_transport setting in worker/app.py.
+    with pytest.raises(AttributeError, match="hostname"):
+        conn.close()
+
+
+def test_deskmarks_transport_closes_it_with_a_connection_error_at_most(
+        lost_redis: Callable[[str | None], Connection]) -> None:
+    conn = lost_redis(broker.TRANSPORT)
+    with contextlib.suppress(*conn.connection_errors):  # Celery's consumer reconnects on these
+        conn.close()
+    assert "_connparams" in vars(kombu_redis.Channel)  # what the override replaces still exists
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_redis_restart_loses_and_doubles_nothing_and_the_same_worker_goes_on(
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, how: str,
+) -> None:
+    slow = SandboxOpenAI(latency=5).start()
+    try:
+        stack = make_stack(appendonly=True, OPENAI_BASE_URL=slow.url)
+        wait_for(stack.store.worker_seen, timeout=30)
+        worker = stack.workers[0].process
+        assert worker is not None
+        tag = uuid.uuid4().hex[:8]
+        before = [send_photo(zendesk, stack.web.url, f"In flight {tag} #{i}", seed=700 + i)
+                  for i in range(6)]
+        wait_for(lambda: len([c for c in slow.calls if tag in str(c["prompt"])]) == 6, timeout=60)
+        # Six edits in flight: Redis goes away for three seconds.
+        if how == "SIGTERM":
+            stack.redis.stop()
+        else:
+            stack.redis.crash()
+        time.sleep(3)
+        stack.redis.start()
+        after = [send_photo(zendesk, stack.web.url, f"After {tag} #{i}", seed=710 + i)
+                 for i in range(2)]
+        for _, job_id in before + after:
+            wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=90)
+        assert [len(marked_notes(zendesk, t)) for t, _ in before + after] == [1] * 8
+        assert worker.poll() is None and stack.workers[0].process is worker  # the same process
+        log = stack.workers[0].output()
+        assert "Unrecoverable error" not in log and "Connected to" in log
+    finally:
+        slow.stop()
