@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from integrations.config import ConfigError, Settings
 from integrations.models import retirement_problem, retirement_warning
@@ -77,7 +78,27 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def worker_health(max_age: float) -> int:
+    """`deskmark worker --healthcheck`: 0 while the worker's consumer beats (worker.liveness)."""
+    from worker.liveness import beat_file
+
+    path = beat_file()
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        print(f"deskmark worker: unhealthy: no consumer beat yet ({path})", file=sys.stderr)
+        return 1
+    if age > max_age:
+        print(f"deskmark worker: unhealthy: the consumer has not run its loop for {age:.0f} s "
+              "(Redis unreachable, or the consumer is stuck: see the worker's log)", file=sys.stderr)
+        return 1
+    print(f"deskmark worker: healthy (consumer beat {age:.0f} s ago)")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.healthcheck:
+        return worker_health(args.max_age)
     if "MALLOC_ARENA_MAX" not in os.environ:
         # With dozens of threads, glibc keeps a malloc arena per thread and holds on to freed
         # image buffers: two arenas keep the worker's memory flat. (Read at process start.)
@@ -141,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--quiet", action="store_true", help="no start-up banner")
+    worker.add_argument("--healthcheck", action="store_true",
+                        help="do not run a worker: exit 0 if this machine's worker consumer ran its "
+                             "loop recently, else 1 (docker-compose's health check)")
+    worker.add_argument("--max-age", type=float, default=60.0, metavar="SECONDS",
+                        help="with --healthcheck: how recent the consumer's last beat must be")
     worker.set_defaults(func=cmd_worker)
 
     args = parser.parse_args(argv)

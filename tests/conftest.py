@@ -144,7 +144,8 @@ def web(settings: Settings, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = {**os.environ, **env}
+        # Each worker's consumer beats into its own file (worker.liveness).
+        self.env = {**os.environ, "DESKMARK_HEALTH_FILE": str(log.with_suffix(".alive")), **env}
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -8,6 +8,8 @@ kombu stops failing after an upgrade, worker.broker's override can go (and shoul
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -110,3 +112,21 @@ def test_a_redis_restart_loses_and_doubles_nothing_and_the_same_worker_goes_on(
         assert "Unrecoverable error" not in log and "Connected to" in log
     finally:
         slow.stop()
+
+
+def healthcheck(stack: Stack, max_age: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deskmark.cli", "worker", "--healthcheck", "--max-age", str(max_age)],
+        env=stack.workers[0].env, capture_output=True, text=True, timeout=30)
+
+
+def test_the_health_check_follows_the_consumers_own_loop(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack(appendonly=True)
+    wait_for(lambda: healthcheck(stack, 8).returncode == 0, timeout=30)
+    assert "healthy (consumer beat" in healthcheck(stack, 8).stdout
+    # No broker: the process and its threads live on, but the consumer is not consuming.
+    stack.redis.stop()
+    unhealthy = wait_for(lambda: (r := healthcheck(stack, 8)).returncode == 1 and r, timeout=30)
+    assert "has not run its loop" in unhealthy.stderr
+    stack.redis.start()
+    wait_for(lambda: healthcheck(stack, 8).returncode == 0, timeout=45)

@@ -27,6 +27,7 @@ from integrations.zendesk.client import ZendeskClient
 from worker import pipeline
 from worker.app import make_celery
 from worker.limits import EditGate
+from worker.liveness import STALE_AFTER, Liveness, beat_age
 from worker.marking import make_marker
 from worker.recovery import REAP_EVERY, REDIS_DOWN, RESTART_GRACE, LeaseLost, reap
 from worker.retry import MAX_RETRIES, countdown, throttle_countdown
@@ -38,6 +39,7 @@ log = logging.getLogger("deskmark.worker")
 
 settings = Settings.from_env()
 app = make_celery(settings)
+app.steps["consumer"].add(Liveness)
 
 _runtime: pipeline.Runtime | None = None
 _runtime_lock = threading.Lock()
@@ -218,10 +220,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
     def beat() -> None:
         while not _stop_beating.is_set():
-            try:
-                store.beat(str(name))
-            except Exception as exc:  # Redis away: keep trying, readyz will say so
-                log.warning("heartbeat failed: %s", exc)
+            # Only while the consumer's own loop beats (worker.liveness): a wedged consumer
+            # must show as down on /readyz and the dashboard, not just a dead process.
+            if beat_age() < STALE_AFTER / 2:
+                try:
+                    store.beat(str(name))
+                except Exception as exc:  # Redis away: keep trying, readyz will say so
+                    log.warning("heartbeat failed: %s", exc)
             _stop_beating.wait(10)
 
     threading.Thread(target=beat, name="deskmark-heartbeat", daemon=True).start()
