@@ -98,11 +98,16 @@ def _slack(settings: Settings) -> Finding:
     if settings.slack is None:
         return Finding("slack", True, "off (no SLACK_* variables)")
     try:
-        who = SlackNotifier(settings.slack).check()
+        who, missing = SlackNotifier(settings.slack).check()
     except VendorError as exc:
         return Finding("slack", False, str(exc))
     approvers = (f"{len(settings.slack.approver_ids)} approvers" if settings.slack.approver_ids
                  else "anyone in the channel may decide (SLACK_APPROVER_IDS unset)")
+    if missing:
+        return Finding("slack", False, f"signed in to {who}, but the app lacks the scopes "
+                       f"{', '.join(missing)}: add them from integrations/slack/manifest.yml and "
+                       "reinstall the app (without the history scopes a review whose answer was "
+                       "lost may be posted twice)")
     return Finding("slack", True, f"signed in to {who}; reviews go to {settings.slack.channel_id}; "
                                   f"{approvers}")
 

@@ -15,10 +15,11 @@ from deskmark.sandbox.slack import Message, SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import SlackSettings
 from integrations.errors import PermanentError
-from integrations.events import RawRequest
+from integrations.events import RawRequest, job_id_for
 from integrations.slack.interactions import verify
 from integrations.slack.notifier import Review, SlackNotifier
 from tests.conftest import APPROVER, WorkerProcess, post_signed, wait_for
+from worker.store import Store
 
 SLACK_DOCS_BODY = (
     "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
@@ -154,6 +155,45 @@ def test_a_slack_429_is_waited_out_and_the_upload_completes(
 def test_channel_problems_name_the_fix(slack: SandboxSlack, channel: str, code: str, hint: str) -> None:
     notifier = SlackNotifier(SlackSettings(slack.bot_token, slack.signing_secret, channel, slack.url, ()))
     review = Review("dm-x", "zendesk", "1", "http://x/1", "a.jpg", b"\xff\xd8\xff" * 10, "", "crack", "$0")
+    file_id, upload_url = notifier.start_upload(review)
     with pytest.raises(PermanentError) as caught:
-        notifier.upload(review)
+        notifier.finish_upload(file_id, upload_url, review)
     assert caught.value.code == code and hint in str(caught.value)
+
+
+def test_a_share_and_a_review_whose_answers_were_lost_are_not_posted_twice(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk, slack: SandboxSlack,
+    redis_url: str,
+) -> None:
+    # Slack shares the file and posts the message, and each answer is lost on the way back.
+    lost = {"ok": False, "error": "internal_error"}
+    slack.faults.add("POST", "/api/files.completeUploadExternal", 503, lost, after=True)
+    slack.faults.add("POST", "/api/chat.postMessage", 503, lost, after=True)
+    ticket_id = zendesk_photo(zendesk, web)
+    photo = zendesk.tickets[ticket_id].comments[-1].attachments[0]
+    job_id = job_id_for("zendesk", str(ticket_id), str(photo.id))
+    store = Store.from_url(redis_url)
+    wait_for(lambda: store.job(job_id).get("state") == "done", timeout=90)
+    shares = [u for u in slack.completed_uploads() if f"ticket #{ticket_id}*" in (u.initial_comment or "")]
+    reviews = slack.messages_about(f"Zendesk ticket #{ticket_id}")
+    assert len(shares) == 1 and len(reviews) == 1
+    record = store.job(job_id)
+    assert record["slack_file"] == shares[0].file_id and record["slack_ts"] == reviews[0].ts
+    assert reviews[0].metadata == {"event_type": "deskmark_review", "event_payload": {"job_id": job_id}}
+    looked = [c for c in slack.calls if c["method"] == "conversations.history"]
+    assert looked  # it looked before posting again
+    assert record["attempts"] >= 3  # the share's retry, then the message's
+
+
+def test_without_the_history_scope_check_says_so(slack: SandboxSlack) -> None:
+    notifier = SlackNotifier(SlackSettings(slack.bot_token, slack.signing_secret, slack.CHANNEL,
+                                           slack.url, ()))
+    assert notifier.check()[1] == []
+    slack.scopes -= {"channels:history", "groups:history"}
+    try:
+        who, missing = notifier.check()
+        assert missing == ["channels:history", "groups:history"] and "Sandbox" in who
+        with pytest.raises(PermanentError, match="missing_scope"):
+            notifier.posted_since(0, "dm-x", None)
+    finally:
+        slack.scopes |= {"channels:history", "groups:history"}

@@ -18,7 +18,7 @@ from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent, job_id_for
 from integrations.slack.interactions import ReviewClick
-from integrations.slack.notifier import Review, SlackNotifier
+from integrations.slack.notifier import Posted, Review, SlackNotifier
 from worker.marking import Marker, Reused
 from worker.notes import agent_reason, delivered_name, failure_html, money, note_html, review_html, what_was_marked
 from worker.recovery import Leases
@@ -231,10 +231,39 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: dict[str, Any], rt:
         what=what_was_marked(mark),
         cost=money(mark.get("cost_usd")),
     )
+    # Each post is recorded before it is made. An attempt that finds an earlier one recorded
+    # looks in the channel first: that post may have gone through with its answer lost.
+    earlier = None
+    pending = record.get("slack_upload") or {}
+    if (pending and not record.get("slack_file")) or record.get("slack_ask_at"):
+        since = min(float(pending.get("at") or time.time()),
+                    float(record.get("slack_ask_at") or time.time())) - 60
+        earlier = _posted_since(rt.notifier, since, job_id, pending.get("file"))
     if not record.get("slack_file"):
-        rt.store.update(job_id, {"slack_file": rt.notifier.upload(review)})
-    channel, ts = rt.notifier.ask(review)
+        if earlier is not None and earlier.file_shared:
+            rt.store.update(job_id, {"slack_file": pending["file"]})
+        else:
+            file_id, upload_url = rt.notifier.start_upload(review)
+            rt.store.update(job_id, {"slack_upload": {"file": file_id, "at": time.time()}})
+            rt.notifier.finish_upload(file_id, upload_url, review)
+            rt.store.update(job_id, {"slack_file": file_id})
+    if earlier is not None and earlier.review_ts:
+        channel, ts = rt.settings.slack.channel_id if rt.settings.slack else "", earlier.review_ts
+    else:
+        rt.store.update(job_id, {"slack_ask_at": time.time()})
+        channel, ts = rt.notifier.ask(review)
     rt.store.update(job_id, {"slack_channel": channel, "slack_ts": ts, "ticket_url": ticket.url})
+
+
+def _posted_since(notifier: SlackNotifier, since: float, job_id: str, file_id: str | None,
+                  ) -> Posted | None:
+    try:
+        return notifier.posted_since(since, job_id, file_id)
+    except PermanentError as exc:
+        # No history scope (an app installed before it was asked for): post again, and say why.
+        log.warning("cannot look for an earlier Slack post of %s (%s); posting again, which may "
+                    "double it", job_id, exc)
+        return None
 
 
 def decide(click: ReviewClick, rt: Runtime) -> str:

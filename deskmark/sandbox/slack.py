@@ -4,7 +4,11 @@
   (`ratelimited`, with `Retry-After`); `invalid_auth` without the bot token;
 - `files.getUploadURLExternal` → raw bytes POSTed to `upload_url` → `files.completeUploadExternal`,
   which needs a channel ID the bot is in (`channel_not_found` for a `#name`, `not_in_channel`);
-- `chat.postMessage` / `chat.update` (only the bot's own messages) and `auth.test`;
+- `chat.postMessage` (with message `metadata`) / `chat.update` (only the bot's own messages),
+  `auth.test` (with the token's scopes in `x-oauth-scopes`);
+- `conversations.history` (`oldest`, `limit`, cursor pages, `include_all_metadata`), which
+  needs the `channels:history` scope; a completed upload shows there as a file share;
+- faults with `after=True`: the call takes effect and its answer is lost (a 5xx instead);
 - `response_url`s that record what they are sent;
 - `click(...)` plays a user pressing a button: a form-encoded, signed `block_actions` payload
   POSTed to the app's interactivity URL, as Slack does.
@@ -49,6 +53,8 @@ class Message:
     text: str
     blocks: list[dict[str, Any]]
     history: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)  # a file share
 
     def buttons(self) -> list[dict[str, Any]]:
         return [e for b in self.blocks if b.get("type") == "actions" for e in b.get("elements", [])]
@@ -58,9 +64,12 @@ class SandboxSlack:
     CHANNEL = "C0WARRANTY1"
     BOT_USER = "U0DESKMARK1"
 
+    SCOPES = ("chat:write", "files:write", "channels:history", "groups:history")
+
     def __init__(self, bot_token: str = "xoxb-sandbox", signing_secret: str = "slack-signing-secret",
                  channels: dict[str, str] | None = None, member_of: set[str] | None = None) -> None:
         self.bot_token = bot_token
+        self.scopes = set(self.SCOPES)  # what the app was granted; remove one to test without
         self.signing_secret = signing_secret
         self.channels = channels or {self.CHANNEL: "warranty", "C0ELSEWHERE": "random"}
         self.member_of = member_of if member_of is not None else {self.CHANNEL}
@@ -91,7 +100,7 @@ class SandboxSlack:
         return [u for u in self.uploads.values() if u.completed and (channel is None or u.channel == channel)]
 
     def messages_about(self, text: str) -> list[Message]:
-        return [m for m in self.messages if text in m.text]
+        return [m for m in self.messages if text in m.text and not m.files]
 
     # --- a user clicking a button ------------------------------------------------------------
     def click_payload(self, message: Message, action_id: str, user_id: str,
@@ -163,11 +172,24 @@ class SandboxSlack:
                 return fail("invalid_auth")
             return None
 
+        @app.after_request
+        def lose_the_answer(response: Response) -> Response:
+            if response.status_code == 200 and request.path.startswith("/api/"):
+                lost = self.faults.take(request.method, request.path, after=True)
+                if lost is not None:
+                    return lost
+            return response
+
+        def stamp() -> str:
+            """A message ts, unique and increasing as Slack's are (call it holding the lock)."""
+            now = max(time.time(), float(self.messages[-1].ts) + 1e-6 if self.messages else 0)
+            return f"{now:.6f}"
+
         @app.post("/api/auth.test")
-        def auth_test() -> Response:
+        def auth_test() -> Any:
             return jsonify({"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox",
                             "user": "deskmark", "team_id": "T0SANDBOX", "user_id": self.BOT_USER,
-                            "bot_id": "B0DESKMARK"})
+                            "bot_id": "B0DESKMARK"}), 200, {"x-oauth-scopes": ",".join(sorted(self.scopes))}
 
         @app.post("/api/files.getUploadURLExternal")
         def get_upload_url() -> Response:
@@ -206,6 +228,9 @@ class SandboxSlack:
                 upload.completed, upload.channel = True, channel
                 upload.initial_comment = data.get("initial_comment")
                 done.append({"id": upload.file_id, "title": item.get("title"), "name": upload.filename})
+            with self._lock:  # the share shows in the channel as a message with the files
+                self.messages.append(Message(str(channel), stamp(), data.get("initial_comment") or "",
+                                             [], files=list(done)))
             return jsonify({"ok": True, "files": done})
 
         @app.post("/api/chat.postMessage")
@@ -221,8 +246,12 @@ class SandboxSlack:
                 for element in block.get("elements", []):
                     if len(str(element.get("value", ""))) > 2000:
                         return fail("invalid_blocks")
-            message = Message(data["channel"], f"{time.time():.6f}", data.get("text", ""), blocks)
-            self.messages.append(message)
+            metadata = data.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            with self._lock:
+                message = Message(data["channel"], stamp(), data.get("text", ""), blocks, metadata=metadata)
+                self.messages.append(message)
             return jsonify({"ok": True, "channel": message.channel, "ts": message.ts,
                             "message": {"text": message.text, "blocks": blocks}})
 
@@ -238,6 +267,35 @@ class SandboxSlack:
                     message.text, message.blocks = data.get("text", ""), blocks
                     return jsonify({"ok": True, "channel": message.channel, "ts": message.ts})
             return fail("message_not_found")
+
+        @app.route("/api/conversations.history", methods=["GET", "POST"])
+        def history() -> Response:
+            data = {**request.args.to_dict(), **args()}
+            if "channels:history" not in self.scopes:
+                return jsonify({"ok": False, "error": "missing_scope", "needed": "channels:history",
+                                "provided": ",".join(sorted(self.scopes))})
+            problem = channel_problem(data.get("channel"))
+            if problem is not None:
+                return problem
+            oldest = float(data.get("oldest") or 0)
+            limit = min(int(data.get("limit") or 100), 999)
+            start = int(data.get("cursor") or 0)
+            found = [m for m in reversed(self.messages)
+                     if m.channel == data["channel"] and float(m.ts) > oldest]
+            page = found[start:start + limit]
+            with_metadata = str(data.get("include_all_metadata", "")).lower() in ("1", "true")
+            messages = []
+            for m in page:
+                item: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text,
+                                        "bot_id": "B0DESKMARK", "blocks": m.blocks}
+                if m.files:
+                    item["files"] = m.files
+                if with_metadata and m.metadata:
+                    item["metadata"] = m.metadata
+                messages.append(item)
+            more = start + limit < len(found)
+            return jsonify({"ok": True, "messages": messages, "has_more": more,
+                            "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
 
         @app.post("/response/<int:number>")
         def respond(number: int) -> Response:

@@ -1,11 +1,18 @@
 """Warranty review in Slack, on the official `slack_sdk`: the marked photo goes to the channel
-(`files_upload_v2`: getUploadURLExternal → upload → completeUploadExternal), then a message with
+(files.getUploadURLExternal → upload → files.completeUploadExternal, the three steps of
+`files_upload_v2`, taken one by one so that each can be recorded), then a message with
 Approve / Reject buttons, its own message because a just-uploaded file is not yet usable in an
 image block. A decision replaces the buttons with the outcome (`chat.update`).
 
+Never posted twice: a share or a message whose answer was lost may still have been posted. So
+the caller records each attempt first, and on the next attempt looks in the channel's history
+(`conversations.history`, scope `channels:history` / `groups:history`) for the file share, or
+for the review message by the job id in its message metadata, before posting again. For the
+same reason the SDK's own connection-error retries are off: they would post again blindly.
+
 Slack errors become `integrations.errors`. A short `Retry-After` (≤ 10 s) is waited out in
-place. A longer one becomes `RateLimited`, so that the task retries later instead of holding a
-worker thread.
+place (a 429 was not acted on, so resending is safe). A longer one becomes `RateLimited`, so that
+the task retries later instead of holding a worker thread.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import urllib.error
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry import ConnectionErrorRetryHandler, RetryHandler
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -25,12 +33,14 @@ from slack_sdk.http_retry.state import RetryState
 from integrations.config import SlackSettings
 from integrations.errors import PermanentError, RateLimited, RetryableError, VendorError
 
-__all__ = ["SlackNotifier", "Review", "APPROVE", "REJECT", "review_value", "read_review_value",
-           "mrkdwn_escape"]
+__all__ = ["SlackNotifier", "Review", "Posted", "APPROVE", "REJECT", "review_value",
+           "read_review_value", "mrkdwn_escape", "METADATA_EVENT"]
 
 APPROVE = "warranty_approve"
 REJECT = "warranty_reject"
 SHORT_WAIT = 10.0
+METADATA_EVENT = "deskmark_review"  # the review message's metadata: {"job_id": …}
+HISTORY_PAGES = 5  # at most this many pages of 200 messages are searched for an earlier post
 
 # What a deployer should do about Slack's error codes.
 HINTS = {
@@ -38,7 +48,7 @@ HINTS = {
     "channel_not_found": "SLACK_CHANNEL_ID must be a channel ID (C…), and the bot must see it",
     "invalid_auth": "check SLACK_BOT_TOKEN",
     "not_authed": "check SLACK_BOT_TOKEN",
-    "missing_scope": "add the files:write and chat:write scopes and reinstall the app",
+    "missing_scope": "add the scopes in integrations/slack/manifest.yml and reinstall the app",
 }
 
 
@@ -119,12 +129,20 @@ def translate(exc: Exception) -> VendorError:
     return RetryableError(f"Slack unreachable: {exc}", vendor="slack")
 
 
+@dataclass(frozen=True)
+class Posted:
+    """What an earlier attempt left in the channel."""
+
+    file_shared: bool
+    review_ts: str | None
+
+
 class SlackNotifier:
     def __init__(self, settings: SlackSettings) -> None:
         self.settings = settings
         self.client = WebClient(
             token=settings.bot_token, base_url=settings.api_url, timeout=30,
-            retry_handlers=[ConnectionErrorRetryHandler(), ShortRateLimitRetry(max_retry_count=3)],
+            retry_handlers=[ShortRateLimitRetry(max_retry_count=3)],
         )
 
     def _call(self, method: str, **kw: Any) -> Any:
@@ -133,19 +151,52 @@ class SlackNotifier:
         except (SlackApiError, SlackClientError, urllib.error.URLError, OSError) as exc:
             raise translate(exc) from exc
 
-    def upload(self, review: Review) -> str:
-        """Share the marked photo in the channel; return Slack's file id."""
+    def start_upload(self, review: Review) -> tuple[str, str]:
+        """Step 1 of a share: (file id, upload URL). Nothing shows in the channel yet."""
+        response = self._call("files_getUploadURLExternal", filename=review.filename,
+                              length=len(review.image))
+        return str(response["file_id"]), str(response["upload_url"])
+
+    def finish_upload(self, file_id: str, upload_url: str, review: Review) -> None:
+        """Steps 2 and 3: the bytes to the upload URL (no token: it is pre-signed), then the
+        share in the channel with the ticket link, what was marked and the cost."""
+        try:
+            answer = httpx.post(upload_url, content=review.image, timeout=60,
+                                headers={"Content-Type": "application/octet-stream"})
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"Slack upload unreachable: {exc}", vendor="slack") from exc
+        if answer.status_code != 200:
+            kind = RetryableError if answer.status_code >= 500 else PermanentError
+            raise kind(f"Slack upload answered {answer.status_code}", vendor="slack",
+                       status=answer.status_code)
         lines = [f"*{review.vendor.capitalize()} ticket #{review.ticket_id}* — "
                  f"<{review.ticket_url}|open the ticket>",
                  f"Marked: {mrkdwn_escape(review.what)} · {review.cost}"]
         if review.customer_words:
             lines.append(f"> {mrkdwn_escape(review.customer_words)}")
-        comment = "\n".join(lines)
-        response = self._call("files_upload_v2", channel=self.settings.channel_id,
-                              filename=review.filename, content=review.image,
-                              title=f"Ticket #{review.ticket_id}: {review.filename}",
-                              initial_comment=comment)
-        return str((response.get("file") or {}).get("id", ""))
+        self._call("files_completeUploadExternal", channel_id=self.settings.channel_id,
+                   files=[{"id": file_id, "title": f"Ticket #{review.ticket_id}: {review.filename}"}],
+                   initial_comment="\n".join(lines))
+
+    def posted_since(self, since: float, job_id: str, file_id: str | None) -> Posted:
+        """Whether the channel shows, since `since`, the share of `file_id` and the review
+        message of `job_id` (found by its metadata)."""
+        shared, review_ts, cursor = False, None, None
+        for _ in range(HISTORY_PAGES):
+            response = self._call("conversations_history", channel=self.settings.channel_id,
+                                  oldest=f"{since:.6f}", limit=200, include_all_metadata=True,
+                                  **({"cursor": cursor} if cursor else {}))
+            for message in response.get("messages") or []:
+                if file_id and any(f.get("id") == file_id for f in message.get("files") or []):
+                    shared = True
+                metadata = message.get("metadata") or {}
+                if (metadata.get("event_type") == METADATA_EVENT
+                        and (metadata.get("event_payload") or {}).get("job_id") == job_id):
+                    review_ts = str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not response.get("has_more") or not cursor:
+                break
+        return Posted(shared, review_ts)
 
     def ask(self, review: Review) -> tuple[str, str]:
         """Post the Approve / Reject message; return (channel, ts)."""
@@ -164,7 +215,8 @@ class SlackNotifier:
             ]},
         ]
         response = self._call("chat_postMessage", channel=self.settings.channel_id, text=text,
-                              blocks=blocks)
+                              blocks=blocks, metadata={"event_type": METADATA_EVENT,
+                                                       "event_payload": {"job_id": review.job_id}})
         return str(response["channel"]), str(response["ts"])
 
     def show_outcome(self, channel: str, ts: str, text: str) -> None:
@@ -185,6 +237,21 @@ class SlackNotifier:
             raise RetryableError(f"Slack response_url answered {result.status_code}",
                                  vendor="slack", status=result.status_code)
 
-    def check(self) -> str:
+    def check(self) -> tuple[str, list[str]]:
+        """Who the bot is, and the scopes from the manifest it was not granted."""
         response = self._call("auth_test")
-        return f"{response.get('team')} as {response.get('user')} ({response.get('user_id')})"
+        granted = {s.strip() for s in str(_header(response.headers, "x-oauth-scopes") or "").split(",")}
+        missing = [scope for scope in SCOPES if scope not in granted] if granted != {""} else []
+        return f"{response.get('team')} as {response.get('user')} ({response.get('user_id')})", missing
+
+
+# The bot scopes of manifest.yml: posting (chat:write, files:write), and reading the channel's
+# recent history, so that a post whose answer was lost is found instead of posted twice.
+SCOPES = ("chat:write", "files:write", "channels:history", "groups:history")
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers or {}).items():
+        if key.lower() == name:
+            return str(value[0] if isinstance(value, list) else value)
+    return None
