@@ -77,6 +77,11 @@ class Settings:
     # message comes back only after this, so a worker killed mid-job is covered; every retry
     # countdown stays below it, or the message would be delivered twice.
     visibility_timeout: int = 3600
+    # DESKMARK_IMAGE_MEMORY_MB: decoded pixels in flight across a worker process; image work
+    # waits for its share. 400 leaves room for the rest of a worker in a 1 GB container.
+    image_memory_mb: int = 400
+    # DESKMARK_RETENTION_DAYS: photos, marked images, job records and dead letters.
+    retention_days: int = 14
     attachment_hosts: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
     zendesk: ZendeskSettings | None = field(default=None, repr=False)
@@ -205,6 +210,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         daily_budget_usd=float(r.number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
         trigger_tags=r.csv("DESKMARK_TRIGGER_TAGS"),
         visibility_timeout=int(r.number("DESKMARK_VISIBILITY_TIMEOUT", 3600, int)),
+        image_memory_mb=int(r.number("DESKMARK_IMAGE_MEMORY_MB", 400, int)),
+        retention_days=int(r.number("DESKMARK_RETENTION_DAYS", 14, int)),
         attachment_hosts=tuple(h.lower() for h in r.csv("DESKMARK_ATTACHMENT_HOSTS")),
         admin_token=r.get("DESKMARK_ADMIN_TOKEN"),
         zendesk=_zendesk(r),
@@ -213,6 +220,11 @@ def _parse(env: Mapping[str, str]) -> Settings:
     )
     if settings.visibility_timeout < 10:
         r.problems.append("DESKMARK_VISIBILITY_TIMEOUT must be at least 10 seconds (default 3600)")
+    if settings.image_memory_mb < 64:
+        r.problems.append("DESKMARK_IMAGE_MEMORY_MB must be at least 64 (default 400): a 12 MP "
+                          "photo needs about 40 MB to mark")
+    if settings.retention_days < 1:
+        r.problems.append("DESKMARK_RETENTION_DAYS must be at least 1 (default 14)")
     if r.problems:
         raise ConfigError(r.problems)
     return settings

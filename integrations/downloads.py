@@ -15,7 +15,9 @@ import functools
 import ipaddress
 import socket
 import ssl
+import tempfile
 from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -26,6 +28,7 @@ __all__ = ["DownloadPolicy", "fetch"]
 
 MAX_REDIRECTS = 5
 DEFAULT_MAX_BYTES = 40 * 1024 * 1024
+SPOOL_BYTES = 1024 * 1024  # a download bigger than this waits on disk
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,12 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tuple[bytes, str]:
-    """Download `url`, following redirects hop by hop; return (bytes, content type)."""
+def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tuple[BinaryIO, str]:
+    """Download `url`, following redirects hop by hop; return (the file, content type).
+
+    The file is a temporary one: kept in memory up to SPOOL_BYTES, on disk beyond, so that a
+    worker's many jobs do not hold their photos (up to max_bytes each) in memory while they
+    wait on the edit model. Close it when done; that deletes it."""
     # A client of its own per download: no cookies or connections carried from one customer's
     # attachment to the next, and never the vendor's credentials.
     with httpx.Client(timeout=vendor_client.timeout, trust_env=False, verify=_tls()) as anonymous:
@@ -137,15 +144,20 @@ def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tupl
     raise UnsafeURL(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+def _read_capped(response: httpx.Response, max_bytes: int) -> BinaryIO:
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in response.iter_bytes():
-        total += len(chunk)
-        if total > max_bytes:
-            raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, prefix="deskmark-photo-")  # noqa: SIM115 (returned open: the caller closes it)
+    try:
+        total = 0
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > max_bytes:
+                raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool  # type: ignore[return-value]

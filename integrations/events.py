@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 __all__ = [
     "RawRequest",
@@ -154,8 +154,9 @@ class Helpdesk(Protocol):
         """Every attachment on the ticket (inline images included), images or not."""
         ...
 
-    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[bytes, str]:
-        """The attachment's bytes and content type, fetched safely (integrations.downloads)."""
+    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[BinaryIO, str]:
+        """The attachment (a temporary file: close it) and its content type, fetched safely
+        (integrations.downloads)."""
         ...
 
     def post_note(self, ticket_id: str, html: str, files: list[NoteFile]) -> str:

@@ -84,9 +84,10 @@ def test_credentials_go_to_the_vendor_only(hosts: tuple[LoopbackServer, Loopback
     vendor, files = hosts
     seen.clear()
     with httpx.Client(auth=("agent", "secret"), timeout=5) as client:
-        data, ctype = fetch(f"{vendor.url}/attachments/a?to={files.url}/f/photo.jpg",
-                            policy(vendor, f"127.0.0.1:{files.port}"), client)
-    assert data.startswith(b"\xff\xd8\xff") and ctype == "image/jpeg"
+        download, ctype = fetch(f"{vendor.url}/attachments/a?to={files.url}/f/photo.jpg",
+                                policy(vendor, f"127.0.0.1:{files.port}"), client)
+    with download:
+        assert download.read().startswith(b"\xff\xd8\xff") and ctype == "image/jpeg"
     assert seen[0]["host"] == "vendor" and seen[0]["authorization"]
     assert seen[1] == {"host": "files", "authorization": None}
 
@@ -198,8 +199,9 @@ def test_the_connection_goes_to_the_address_that_was_checked(
     vendor, files = hosts
     host_headers.clear()
     with httpx.Client(timeout=5) as client:
-        data, _ = fetch(f"http://{ATTACHMENT_NAME}:{files.port}/h/photo.jpg", policy(vendor), client)
-    assert data.startswith(b"\xff\xd8\xff")
+        download, _ = fetch(f"http://{ATTACHMENT_NAME}:{files.port}/h/photo.jpg", policy(vendor), client)
+    with download:
+        assert download.read().startswith(b"\xff\xd8\xff")
     assert rebinding.lookups == [ATTACHMENT_NAME]  # resolved once, by the check
     assert rebinding.connects == [PUBLIC]  # and connected to what the check saw, not a new answer
     assert host_headers == [f"{ATTACHMENT_NAME}:{files.port}"]  # the server still sees its name

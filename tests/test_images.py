@@ -123,3 +123,49 @@ def test_the_edit_mask_is_transparent_only_in_the_regions() -> None:
     mask = Image.open(io.BytesIO(images.edit_mask((320, 240), [(10, 20, 110, 120)])))
     assert mask.format == "PNG" and mask.mode == "RGBA" and mask.size == (320, 240)
     assert mask.getpixel((50, 50))[3] == 0 and mask.getpixel((200, 200))[3] == 255
+
+
+def test_a_small_file_of_many_pixels_is_refused_from_its_header() -> None:
+    bomb = png_with_header_only(8000, 8000)  # 64 MP in a few KB: 448 MB to decode as RGBA→RGB
+    with pytest.raises(UnusablePhoto, match="pixels per byte"):
+        images.decode_cost(bomb)  # from the header: its pixel data is not even valid
+    with pytest.raises(UnusablePhoto, match="pixels per byte"):
+        images.load(bomb)
+    # A photo that size with a plausible file size passes the check (and decodes at 1/4).
+    assert images.decode_cost(damaged_product(4032, 3024), images.DECODE_FLOOR) == 2016 * 1512 * 3
+
+
+def test_image_work_is_admitted_by_bytes_of_pixels() -> None:
+    import threading
+    import time
+
+    from worker.marking import MemoryBudget
+
+    budget = MemoryBudget(limit_mb=100)
+    most = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        with budget.admit(30 * 2**20):
+            with lock:
+                most[0] = max(most[0], budget.used)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 60 * 2**20 <= most[0] <= 90 * 2**20 and budget.used == 0  # at most three at once
+    with pytest.raises(UnusablePhoto, match="DESKMARK_IMAGE_MEMORY_MB"):
+        with budget.admit(101 * 2**20):
+            pass
+
+
+def test_a_photo_too_big_for_the_workers_image_memory_is_refused_with_the_reason() -> None:
+    from worker.marking import Marker, MemoryBudget
+
+    photo = damaged_product(3000, 2000, fmt="PNG")  # 18 MB of pixels, and the stage's own
+    with pytest.raises(UnusablePhoto, match="over this worker's 30 MB for images"):
+        Marker(editor=None, memory=MemoryBudget(30)).mark(photo)
+    assert Marker(editor=None, memory=MemoryBudget(64)).mark(photo).meta["marked"]

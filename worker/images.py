@@ -10,12 +10,14 @@ they save (a JPEG comment, an ICC profile), so nothing of it may stay attached.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont, ImageOps
 
@@ -23,7 +25,9 @@ from integrations.errors import UnusablePhoto
 
 __all__ = [
     "MAX_PIXELS",
+    "Source",
     "sniff",
+    "decode_cost",
     "load",
     "Prepared",
     "prepare",
@@ -42,6 +46,11 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
 # Our own ceiling (Pillow's default warns at ~89 MP): 48 MP phone photos pass, bombs do not.
 MAX_PIXELS = 64_000_000
+# Above FREE_PIXELS, an image must not hold more pixels per byte of its file than a photo can:
+# a 250 KB PNG of 64 MP is cheap to send and 448 MB to decode. JPEGs decode at a reduced scale
+# (see `load`), so they may be denser.
+FREE_PIXELS = 16_000_000
+MAX_PIXELS_PER_BYTE = {"JPEG": 200, "PNG": 40, "GIF": 40, "WEBP": 40, "HEIF": 40}
 DELIVERY_EDGE = 2048  # the most we put back on the ticket (long edge)
 # JPEGs are decoded at a reduced DCT scale, but never below this long edge: the largest edit
 # request size we send is 1536, and agents need detail in the delivered photo.
@@ -59,8 +68,36 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif"}
 
-def sniff(data: bytes) -> str | None:
+Source = bytes | BinaryIO  # a photo's bytes, or a seekable file holding them (a download)
+
+
+def _head(source: Source, size: int = 16) -> bytes:
+    if isinstance(source, bytes):
+        return source[:size]
+    source.seek(0)
+    head = source.read(size)
+    source.seek(0)
+    return head
+
+
+def _length(source: Source) -> int:
+    if isinstance(source, bytes):
+        return len(source)
+    length = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    return length
+
+
+def _stream(source: Source) -> BinaryIO:
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    source.seek(0)
+    return source
+
+
+def sniff(source: Source) -> str | None:
     """The image format by magic bytes, or None."""
+    data = _head(source)
     for offset, magic, name in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return name
@@ -81,38 +118,85 @@ def _register_heif() -> None:
     pillow_heif.register_heif_opener()
 
 
-def load(data: bytes, min_long_edge: int | None = None) -> Image.Image:
+def _open(source: Source) -> tuple[str, Image.Image]:
+    """Open the header only, and refuse what costs far more to decode than to send."""
+    kind = sniff(source)
+    if kind is None:
+        raise UnusablePhoto("not an image (its bytes are no JPEG, PNG, WebP, GIF or HEIC)")
+    if kind == "HEIF":
+        _register_heif()
+    with _refusals(kind):
+        image = Image.open(_stream(source), formats=[kind])
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise UnusablePhoto(
+            f"image is {width}x{height}: over deskmark's {MAX_PIXELS // 1_000_000} MP limit"
+        )
+    length = _length(source)
+    if width * height > FREE_PIXELS and width * height > length * MAX_PIXELS_PER_BYTE[kind]:
+        raise UnusablePhoto(
+            f"image is {width}x{height} in only {length // 1024} KB: over "
+            f"{MAX_PIXELS_PER_BYTE[kind]} pixels per byte, it would cost "
+            f"{_decoded_bytes(kind, image, None) // 2**20} MB to decode (a decompression bomb, "
+            "or a blank image)"
+        )
+    return kind, image
+
+
+@contextlib.contextmanager
+def _refusals(kind: str) -> Iterator[None]:
+    """Pillow's complaints about an untrusted file, as UnusablePhoto with the reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnusablePhoto(f"image refused as a decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnusablePhoto(f"broken or truncated {kind} file: {exc}") from exc
+
+
+def _draft_size(image: Image.Image, min_long_edge: int) -> tuple[int, int]:
+    width, height = image.size
+    scale = min_long_edge / max(width, height)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def _decoded_bytes(kind: str, image: Image.Image, min_long_edge: int | None) -> int:
+    """Peak bytes of pixels while `load` decodes it: the decoded image in its own mode, and
+    the RGB (or sRGB) copy made from it."""
+    width, height = image.size
+    if kind == "JPEG" and min_long_edge and max(width, height) > min_long_edge:
+        wanted = _draft_size(image, min_long_edge)
+        scale = next((s for s in (8, 4, 2) if -(-width // s) >= wanted[0]
+                      and -(-height // s) >= wanted[1]), 1)
+        width, height = -(-width // scale), -(-height // scale)
+    own = width * height * max(1, len(image.getbands()))
+    copies = (image.mode != "RGB") + bool(image.info.get("icc_profile"))
+    return own + width * height * 3 * copies
+
+
+def decode_cost(source: Source, min_long_edge: int | None = None) -> int:
+    """What decoding `source` will take in memory, in bytes, from its header alone; raises
+    UnusablePhoto for what `load` would refuse before decoding."""
+    kind, image = _open(source)
+    return _decoded_bytes(kind, image, min_long_edge)
+
+
+def load(source: Source, min_long_edge: int | None = None) -> Image.Image:
     """Open untrusted bytes as an upright RGB image, or raise UnusablePhoto with the reason.
 
     With `min_long_edge`, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps
     its long edge at least that long: a 12 MP photo decodes at 1/2 in a quarter of the time.
     """
-    kind = sniff(data)
-    if kind is None:
-        raise UnusablePhoto("not an image (its bytes are no JPEG, PNG, WebP, GIF or HEIC)")
-    if kind == "HEIF":
-        _register_heif()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[kind])
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise UnusablePhoto(
-                    f"image is {width}x{height}: over deskmark's {MAX_PIXELS // 1_000_000} MP limit"
-                )
-            if kind == "JPEG" and min_long_edge and max(width, height) > min_long_edge:
-                scale = min_long_edge / max(width, height)
-                image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-            if kind == "GIF":
-                image.seek(0)
-            image.load()
-    except UnusablePhoto:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UnusablePhoto(f"image refused as a decompression bomb: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnusablePhoto(f"broken or truncated {kind} file: {exc}") from exc
+    kind, image = _open(source)
+    with _refusals(kind):
+        width, height = image.size
+        if kind == "JPEG" and min_long_edge and max(width, height) > min_long_edge:
+            image.draft("RGB", _draft_size(image, min_long_edge))
+        if kind == "GIF":
+            image.seek(0)
+        image.load()
     ImageOps.exif_transpose(image, in_place=True)  # a copy of a 12 MB image saved when upright
     profile = image.info.get("icc_profile")
     pixels: Image.Image = image if image.mode in ("RGB", "CMYK") else image.convert("RGB")
@@ -154,11 +238,14 @@ def _to_srgb(profile: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
 
 
 def fit_to(image: Image.Image, max_edge: int) -> Image.Image:
-    if max(image.size) <= max_edge:
+    """`image` scaled down to at most `max_edge` (a new image; `image` itself when it fits),
+    without the full-size copy that `thumbnail` on a copy would make."""
+    width, height = image.size
+    if max(width, height) <= max_edge:
         return image
-    copy = image.copy()
-    copy.thumbnail((max_edge, max_edge), Image.Resampling.LANCZOS)
-    return copy
+    scale = max_edge / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
 @dataclass(frozen=True)
@@ -169,7 +256,7 @@ class Prepared:
     request_mime: str = "image/jpeg"
 
 
-def prepare(data: bytes, size_for: Callable[[int, int], tuple[int, int]] | None = None) -> Prepared:
+def prepare(data: Source, size_for: Callable[[int, int], tuple[int, int]] | None = None) -> Prepared:
     """Customer bytes → the delivered-size photo and the image the models are sent.
 
     `size_for(width, height)` picks the request size from the upright photo's size. The

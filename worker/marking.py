@@ -11,26 +11,27 @@ and the note says so: no circle is invented.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from PIL import Image
 
 from integrations.config import Settings
-from integrations.errors import PermanentError
+from integrations.errors import PermanentError, UnusablePhoto
 from integrations.models import estimate_usd, request_size
 from integrations.openai_images import EditRequest, EditResult, Located, OpenAIEditor, OpenAILocator
 from worker import images, strokes
 from worker.local import LocalAnnotator
 from worker.notes import agent_reason
 
-__all__ = ["Editor", "Locator", "Marker", "Marked", "PaidResults", "Reused", "make_marker",
+__all__ = ["Editor", "Locator", "Marker", "Marked", "MemoryBudget", "PaidResults", "Reused", "make_marker",
            "DEFAULT_PROMPT", "build_prompt"]
 
 log = logging.getLogger("deskmark.marking")
@@ -130,8 +131,44 @@ class PaidResults(Protocol):
 
 THUMBNAIL_EDGE = 320
 # Decoding and compositing are CPU-bound: with dozens of jobs per worker waiting on OpenAI, let
-# only a few do image work at once, so that memory stays bounded and the waiting ones are cheap.
+# only a few do image work at once, so that the waiting ones are cheap.
 IMAGE_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+# What a stage holds besides the decoded photo: the delivery-size photo (≤ 2048 px), the request
+# image (≤ 1536 px) and, for the mark, the model's answer, the image sent and their masks.
+PREPARE_EXTRA = 24 * 2**20
+MARK_EXTRA = 40 * 2**20
+
+
+class MemoryBudget:
+    """Decoded pixels in flight across this worker process, in bytes (DESKMARK_IMAGE_MEMORY_MB).
+
+    A stage of image work says what it will decode (from the file's header, before decoding:
+    images.decode_cost) and waits until that fits; a photo that could never fit is refused
+    with the reason. So memory is bounded by bytes, whatever the photos and however many
+    threads run jobs.
+    """
+
+    def __init__(self, limit_mb: int) -> None:
+        self.limit = limit_mb * 2**20
+        self.used = 0
+        self._room = threading.Condition()
+
+    @contextlib.contextmanager
+    def admit(self, cost: int) -> Iterator[None]:
+        if cost > self.limit:
+            raise UnusablePhoto(
+                f"it needs {cost // 2**20} MB of memory to decode, over this worker's "
+                f"{self.limit // 2**20} MB for images (DESKMARK_IMAGE_MEMORY_MB)")
+        with self._room:
+            self._room.wait_for(lambda: self.used + cost <= self.limit)
+            self.used += cost
+        try:
+            with IMAGE_SLOTS:
+                yield
+        finally:
+            with self._room:
+                self.used -= cost
+                self._room.notify_all()
 
 
 def _thumb(image: Image.Image) -> bytes:
@@ -147,6 +184,7 @@ class Marker:
     prompt: str | None = None
     local: LocalAnnotator = field(default_factory=LocalAnnotator)
     gate: Gate | None = None
+    memory: MemoryBudget = field(default_factory=lambda: MemoryBudget(400))
 
     def result_key(self, request_image: bytes) -> str:
         """What makes a paid result reusable: the bytes sent, the models, quality and prompt.
@@ -163,7 +201,7 @@ class Marker:
 
     def mark(
         self,
-        data: bytes,
+        data: images.Source,
         subject: str = "",
         description: str = "",
         located: dict[str, Any] | None = None,
@@ -175,15 +213,17 @@ class Marker:
         """`located` is an earlier attempt's locate result (so a retry does not pay twice);
         `remember` is called with a new one as soon as it exists; `results` offers a result
         already paid for by another job; `debug` keeps the model's output and the strokes;
-        `on_edit` is told when the paid edit call starts (True) and when it has returned."""
+        `on_edit` is told when the paid edit call starts (True) and when it has returned.
+        `data` may be a file: a download waits on disk, and is read again for the composite."""
+        decoding = images.decode_cost(data, images.DECODE_FLOOR)  # refuses bombs, from the header
         if self.editor is None:
-            with IMAGE_SLOTS:
+            with self.memory.admit(decoding + PREPARE_EXTRA):
                 prepared = images.prepare(data)
                 result = self.local.mark(prepared)
                 return Marked(result.image, _local_meta(result), _thumb(prepared.photo),
                               _thumb(images.load(result.image)))
         editor = self.editor
-        with IMAGE_SLOTS:
+        with self.memory.admit(decoding + PREPARE_EXTRA):
             prepared = images.prepare(data, lambda w, h: request_size(editor.model, w, h))
             before = _thumb(prepared.photo)
         size = prepared.request_size
@@ -204,7 +244,7 @@ class Marker:
                                     self.locator.model if will_locate and self.locator else None)
             reservation = self.gate.reserve(estimate)
             if reservation is None:
-                with IMAGE_SLOTS:
+                with self.memory.admit(PREPARE_EXTRA):
                     local = self.local.mark(prepared)
                     meta = _local_meta(local)
                     meta.update(budget_reached=True, budget_usd=self.gate.budget)
@@ -240,7 +280,7 @@ class Marker:
             if self.gate is not None and reservation is not None:
                 self.gate.settle(reservation, spent)
         seconds = time.monotonic() - started
-        with IMAGE_SLOTS:
+        with self.memory.admit(decoding + MARK_EXTRA):
             delivered, marks, reading, output = _take_mark(data, request[0], result.image, found)
             meta = _meta(result, found, marks, reading, seconds)
             meta["result_key"] = key
@@ -264,7 +304,7 @@ class Marker:
             return Located(model=self.locator.model, boxes=[], problem=agent_reason(exc))
 
 
-def _take_mark(data: bytes, request_image: bytes, model_output: bytes, found: Located | None,
+def _take_mark(data: images.Source, request_image: bytes, model_output: bytes, found: Located | None,
                ) -> tuple[Image.Image, list[dict[str, Any]], strokes.Reading, Image.Image]:
     """The delivered photo: the customer's, upright, with the model's verified strokes painted
     on, and deskmark's own mark around every located box whose model mark failed the check."""
@@ -296,9 +336,10 @@ def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:
     """The configured marker: OpenAI (locating unless DESKMARK_LOCATE_MODEL is empty), or the
     local annotator. Workers pass the shared `gate` (edit rate, daily budget)."""
     if settings.edit_provider != "openai":
-        return Marker(editor=None)
+        return Marker(editor=None, memory=MemoryBudget(settings.image_memory_mb))
     locator = OpenAILocator(settings) if settings.locate_model else None
-    return Marker(editor=OpenAIEditor(settings), locator=locator, prompt=settings.prompt, gate=gate)
+    return Marker(editor=OpenAIEditor(settings), locator=locator, prompt=settings.prompt, gate=gate,
+                  memory=MemoryBudget(settings.image_memory_mb))
 
 
 def _local_meta(result: EditResult) -> dict[str, Any]:

@@ -162,17 +162,18 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
             # An earlier attempt's worker died during its edit call: that edit may be billed.
             lost += int(record.get("lost_edits") or 0)
             rt.store.update(job_id, {"edits_in_flight": 0, "lost_edits": lost})
-        data, _ = helpdesk.download(ticket_id, photo)
-        subject = description = ""
-        if rt.marker.editor is not None:
-            ticket = helpdesk.ticket(ticket_id)
-            subject, description = ticket.subject, ticket.description
-        result = rt.marker.mark(
-            data, subject, description, located=record.get("located"),
-            remember=lambda located: rt.store.update(job_id, {"located": located}),
-            results=JobResults(rt.store, job_id),
-            on_edit=lambda started: rt.store.count_edit(job_id, started),
-        )
+        source, _ = helpdesk.download(ticket_id, photo)
+        with source:  # a temporary file: on disk while the edit call waits, deleted after
+            subject = description = ""
+            if rt.marker.editor is not None:
+                ticket = helpdesk.ticket(ticket_id)
+                subject, description = ticket.subject, ticket.description
+            result = rt.marker.mark(
+                source, subject, description, located=record.get("located"),
+                remember=lambda located: rt.store.update(job_id, {"located": located}),
+                results=JobResults(rt.store, job_id),
+                on_edit=lambda started: rt.store.count_edit(job_id, started),
+            )
         marked, mark = result.image, result.meta
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):

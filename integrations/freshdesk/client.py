@@ -12,7 +12,7 @@ import mimetypes
 import threading
 import time
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -172,7 +172,7 @@ class FreshdeskClient:
         raise PermanentError(f"attachment {photo.attachment_id} is no longer on ticket {ticket_id}",
                              vendor=self.vendor, status=404)
 
-    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[bytes, str]:
+    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[BinaryIO, str]:
         url = self._fresh(ticket_id, photo).url
         try:
             return fetch(url, self.policy, self.http)

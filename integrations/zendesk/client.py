@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -92,7 +92,7 @@ class ZendeskClient:
                 )
         return found
 
-    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[bytes, str]:
+    def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[BinaryIO, str]:
         return fetch(photo.url, self.policy, self.http)
 
     def _upload(self, file: NoteFile) -> str:
