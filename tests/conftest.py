@@ -205,7 +205,7 @@ class Stack:
         self.env = {**base_env, "REDIS_URL": self.redis.url, **overrides}
         self.settings = Settings.from_env(self.env, dotenv=None)
         self.web = LoopbackServer(create_app(self.settings)).start()
-        self.store = Store.from_url(self.redis.url)
+        self.store = Store.from_url(self.redis.url, retention_days=self.settings.retention_days)
         self.workers: list[WorkerProcess] = []
         for _ in range(workers):
             self.add_worker()

@@ -61,7 +61,19 @@ def test_dashboard_shows_jobs_and_replays_a_dead_letter(
                 arg=thumbs.element_handles(), timeout=10_000)
             dead_row = page.locator(f"#dead-letters tr[data-job='{dead_job}']")
             assert "moderation" in dead_row.inner_text()
+            # Operations over time: server-side SVG charts with today's figures in them.
+            for chart in ("#spend-chart", "#latency-chart"):
+                assert page.locator(f"{chart} svg[role=img]").is_visible()
+            spend_bars = page.locator("#spend-chart rect.spend")
+            assert spend_bars.count() == 1 and spend_bars.first.bounding_box()["height"] > 0  # type: ignore[index]
+            assert "$0.0" in (spend_bars.first.locator("title").text_content() or "")
+            assert page.locator("#latency-chart rect.latency").count() == 1
+            failures = page.locator("#failures-chart")
+            assert "openai: moderation_blocked" in failures.inner_text()
+            assert failures.locator("rect.failure").count() == 1
             if os.environ.get("DESKMARK_SCREENSHOT"):
+                seed_history(stack)  # earlier days, for the picture only
+                page.reload()
                 page.screenshot(path=os.environ["DESKMARK_SCREENSHOT"], full_page=True)
             dead_row.get_by_role("button", name="Replay").click()
             page.wait_for_load_state()
@@ -77,3 +89,26 @@ def test_dashboard_shows_jobs_and_replays_a_dead_letter(
         finally:
             browser.close()
     assert len(marked_notes(zendesk, dead_ticket)) == 1 and len(marked_notes(zendesk, done_ticket)) == 1
+
+
+def seed_history(stack: Stack) -> None:
+    """Four weeks of made-up activity, so that the README's screenshot shows what the charts
+    look like in use (the test's own assertions run before this)."""
+    import math
+    import random
+
+    from worker.store import EDIT_BUCKETS, day_key
+
+    rng = random.Random(5)
+    for back in range(1, 29):
+        day = day_key(time.time() - back * 86400)
+        calls = rng.randint(20, 90)
+        stack.store.r.set(f"dm:spend:{day}", calls * rng.uniform(0.05, 0.09), ex=86400)
+        typical = rng.uniform(25, 55)
+        seconds = [rng.lognormvariate(math.log(typical), 0.35) for _ in range(calls)]
+        stack.store.r.hset(f"dm:edits:{day}", mapping={
+            **{str(le): sum(s <= le for s in seconds) for le in EDIT_BUCKETS},
+            "+Inf": calls, "sum": sum(seconds)})
+        if back <= 6 and rng.random() < 0.6:
+            stack.store.r.hset(f"dm:failures:{day}", mapping={"openai: rate_limit_exceeded": rng.randint(1, 4),
+                                                              "photo unusable": rng.randint(0, 2)})

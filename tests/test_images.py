@@ -157,9 +157,8 @@ def test_image_work_is_admitted_by_bytes_of_pixels() -> None:
     for thread in threads:
         thread.join()
     assert 60 * 2**20 <= most[0] <= 90 * 2**20 and budget.used == 0  # at most three at once
-    with pytest.raises(UnusablePhoto, match="DESKMARK_IMAGE_MEMORY_MB"):
-        with budget.admit(101 * 2**20):
-            pass
+    with pytest.raises(UnusablePhoto, match="DESKMARK_IMAGE_MEMORY_MB"), budget.admit(101 * 2**20):
+        pass
 
 
 def test_a_photo_too_big_for_the_workers_image_memory_is_refused_with_the_reason() -> None:

@@ -15,7 +15,7 @@ from integrations.errors import Throttled
 from integrations.events import job_id_for
 from tests.conftest import WorkerProcess, wait_for
 from worker.pipeline import CLAIM_SECONDS, JobResults
-from worker.store import MARKED_TTL, Store
+from worker.store import Store
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
 
@@ -57,7 +57,7 @@ def test_the_same_photo_on_two_tickets_is_edited_once_and_the_second_note_says_s
     # The result is kept as long as the marked image it points to.
     key = store.job(first)["mark"]["result_key"]
     assert store.r.get(f"dm:result:{key}") == f"done:{first}".encode()
-    assert MARKED_TTL - 120 < store.r.ttl(f"dm:result:{key}") <= MARKED_TTL
+    assert 14 * 86400 - 120 < store.r.ttl(f"dm:result:{key}") <= 14 * 86400
     assert abs(store.r.ttl(f"dm:result:{key}") - store.r.ttl(f"dm:job:{first}:marked")) < 60
 
 

@@ -23,6 +23,7 @@ from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
 from integrations.freshdesk import webhook as freshdesk_webhook
 from integrations.slack import interactions as slack_interactions
 from integrations.zendesk import webhook as zendesk_webhook
+from webhooks import charts
 from webhooks.metrics import OUTCOMES, WEBHOOKS, outcome, render
 from worker.app import QUEUE, make_celery, task_message
 from worker.limits import EditGate
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    store = Store.from_url(settings.redis_url, timeout=2.0)
+    store = Store.from_url(settings.redis_url, timeout=2.0, retention_days=settings.retention_days)
     intake = Intake(settings, store, make_celery(settings))
     app.extensions["deskmark"] = intake
     zendesk_verifier = (
@@ -214,12 +215,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         state = request.args.get("state") or None
         vendor = request.args.get("vendor") or None
         gate = EditGate(store, settings)
+        series = store.series(30)
         return render_template(
             "dashboard.html", settings=settings, state=state, vendor=vendor,
             jobs=store.recent_jobs(100, state=state, vendor=vendor),
             dead=store.jobs(store.dead_ids(100)), spent=gate.spent(), health=store.metrics(),
             notice=request.args.get("notice"), states=JOB_STATES,
             vendors=[v for v in ("zendesk", "freshdesk") if getattr(settings, v)],
+            spend_chart=charts.spend_chart(series, settings.daily_budget_usd),
+            latency_chart=charts.latency_chart(series),
+            failures_chart=charts.failures_chart(series[-7:]),
         )
 
     @app.get("/jobs/<job_id>/<any(marked, before, after):name>.jpg")

@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from integrations.config import Settings
 from integrations.errors import Throttled
-from worker.store import Store
+from worker.store import SERIES_DAYS, Store, day_key
 
 __all__ = ["EditGate", "Reservation", "day_key"]
 
@@ -30,18 +29,14 @@ redis.call('SET', KEYS[1], now + ARGV[1], 'PX', ARGV[1] + 60000)
 return 0
 """
 
-# KEYS[1] = today's spend; ARGV[1] = estimate, ARGV[2] = cap. Returns 1 when reserved.
+# KEYS[1] = today's spend; ARGV[1] = estimate, ARGV[2] = cap, ARGV[3] = TTL. Returns 1 if reserved.
 _RESERVE = """
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 if spent >= tonumber(ARGV[2]) then return 0 end
 redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], 8 * 86400)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
-
-
-def day_key(at: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
 @dataclass
@@ -69,7 +64,7 @@ class EditGate:
     def reserve(self, estimate: float) -> Reservation | None:
         """Reserve `estimate` of today's budget; None when the budget is reached."""
         day = day_key()
-        if not self._reserve(keys=[f"dm:spend:{day}"], args=[estimate, self.budget]):
+        if not self._reserve(keys=[f"dm:spend:{day}"], args=[estimate, self.budget, SERIES_DAYS * 86400]):
             return None
         return Reservation(day, estimate)
 

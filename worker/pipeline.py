@@ -179,6 +179,9 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost
         rt.store.save_marked(job_id, marked, mark)
+        # Downloaded for good: the attachment URL (it may carry an access token) leaves the
+        # record; a re-run from here on starts from the marked image.
+        rt.store.update(job_id, {"photo": {**photo.to_dict(), "url": ""}})
         rt.store.save_thumbnails(job_id, result.before, result.after)
         if mark.get("provider") == "openai" and mark.get("result_key") and not mark.get("reused_from"):
             rt.store.publish_result(mark["result_key"], job_id)
@@ -325,12 +328,22 @@ def _warranty_group(settings: Settings, vendor: str) -> int | None:
     return getattr(vendor_settings, "warranty_group_id", None)
 
 
+def failure_kind(reason: str, error: VendorError | None) -> str:
+    """A short, stable name for a failure, for the dashboard's "failures by reason"."""
+    if error is not None:
+        detail = error.code or (f"HTTP {error.status}" if error.status else "unreachable")
+        return f"{error.vendor}: {detail}"
+    head = reason.split(":", 1)[0].strip()
+    return head if len(head) <= 60 else head[:59] + "…"
+
+
 def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError | None) -> None:
     """Record a job that cannot finish, and tell the agents on the ticket where possible."""
     job_id = job["job_id"]
     rt.store.update(job_id, {"state": "failed", "reason": reason,
                              "last_error": error.record() if error else None})
     rt.store.bury(job_id)
+    rt.store.count_failure(failure_kind(reason, error))
     log.warning("failed %s (dead letter; `deskmark replay %s` re-runs it): %s", job_id, job_id, reason)
     record = rt.store.job(job_id)
     if record.get("failure_noted") or record.get("note_id"):

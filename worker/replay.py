@@ -54,7 +54,7 @@ def replay_jobs(store: Store, celery: Any, job_ids: list[str]) -> list[tuple[str
 
 def replay(settings: Settings, job_ids: list[str], failed: bool,
            echo: Callable[[str], None] = print) -> int:
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis_url, retention_days=settings.retention_days)
     targets = store.dead_ids() if failed else job_ids
     if not targets:
         echo("nothing to replay: the dead-letter list is empty" if failed else "no job ids given")

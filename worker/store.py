@@ -1,21 +1,34 @@
 """Job state in Redis: delivery de-duplication, job records, step marks, leases, marked images.
 
-Keys (all under `dm:`):
-  delivery:{vendor}:{key}   a webhook delivery already accepted (7 days)
-  scan:{vendor}:{ticket}     a scan of the ticket's photos is queued and not yet started
-  self:{vendor}             deskmark's own user id at that vendor (1 day)
-  job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …)
-  job:{id}:marked           the marked image bytes, kept so a retry never pays for a second edit
+Every key deskmark writes ends, except the ones meant to live (tests/test_retention.py lists
+them all). "retention" is DESKMARK_RETENTION_DAYS (default 14), renewed by every write to a job.
+
+Keys (all under `dm:`), and how long each lives:
+  delivery:{vendor}:{key}   a webhook delivery already accepted: the duplicate window, 7 days
+  scan:{vendor}:{ticket}     a scan of the ticket's photos is queued and not yet started: 1 hour
+  self:{vendor}             deskmark's own user id at that vendor: 1 day
+  job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …):
+                            retention after its last write
+  job:{id}:marked           the marked image (so a retry never pays twice): retention
+  job:{id}:before, :after   the dashboard's thumbnails: retention
   result:{key}              who holds the paid result for a prepared photo + models + prompt:
-                            `pending:{job}` while that job makes it (a lease's length), then
-                            `done:{job}` for as long as the marked images are kept
-  lease:{id}                held while one worker runs the job, renewed (worker.recovery)
-  watch                     sorted set of unfinished jobs by when they must show life
-  jobs                      sorted set of job ids by last update (the dashboard reads it)
-  dead                      sorted set of dead-lettered job ids (and `ev-…` events) by time
-  spend:{YYYY-MM-DD}        USD spent on model calls that day (worker.limits)
-  limit:edit                when the next edit call may start (worker.limits)
-  heartbeat:worker          refreshed by every running worker
+                            `pending:{job}` while that job makes it (10 minutes, renewed), then
+                            `done:{job}` for as long as the marked images are kept (retention)
+  lease:{id}                held while one worker runs the job, renewed: 60 s
+  watch                     sorted set of unfinished jobs (worker.recovery): lives, and each
+                            entry leaves when its job ends
+  jobs                      sorted set of job ids by last update (the dashboard reads it): lives,
+                            trimmed to retention
+  dead                      sorted set of dead-lettered job ids (and `ev-…` events): lives,
+                            trimmed to retention
+  spend:{YYYY-MM-DD}        USD spent on model calls that day (worker.limits): 31 days
+  edits:{YYYY-MM-DD}        edit calls that day and their latency buckets: 31 days
+  failures:{YYYY-MM-DD}     failed jobs that day, by reason: 8 days
+  limit:edit                when the next edit call may start (worker.limits): a minute
+  heartbeat:worker          refreshed while a worker's consumer runs: 45 s
+  metrics:jobs, metrics:edit_seconds, metrics:spend_usd_total
+                            Prometheus counters (/metrics): live, as counters must
+Celery's own keys (the `deskmark` queue, kombu's `unacked` and `_kombu.*`) are the broker's.
 """
 
 from __future__ import annotations
@@ -31,12 +44,12 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-__all__ = ["Store", "JOB_STATES", "TERMINAL_STATES", "DELIVERY_TTL", "MARKED_TTL"]
+__all__ = ["Store", "JOB_STATES", "TERMINAL_STATES", "DELIVERY_TTL", "SERIES_DAYS", "day_key"]
 
 DELIVERY_TTL = 7 * 24 * 3600
 SCAN_TTL = 3600  # a queued scan that never starts (queue purged) stops coalescing after this
-MARKED_TTL = 14 * 24 * 3600
-JOB_TTL = 90 * 24 * 3600
+SERIES_DAYS = 31  # the dashboard's charts go back 30 days
+FAILURE_DAYS = 8  # ... and its failures by reason, 7
 JOB_STATES = ("queued", "running", "retrying", "waiting", "done", "skipped", "failed")
 TERMINAL_STATES = ("done", "skipped", "failed")
 # Edit-call latency histogram buckets (seconds): edits take 20 s to over 2 minutes.
@@ -168,9 +181,14 @@ def connect(url: str, timeout: float = 5.0, patience: float = 0.0) -> redis.Redi
         **options)
 
 
+def day_key(at: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
 class Store:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, retention_days: int = 14) -> None:
         self.r = client
+        self.retention = retention_days * 86400
         self._accept_sha = hashlib.sha1(_ACCEPT.encode()).hexdigest().encode()
         self._lanes = _Lanes(client.connection_pool)
         self._claim_result = client.register_script(_CLAIM_RESULT)
@@ -179,8 +197,9 @@ class Store:
         self._swap = client.register_script(_SWAP)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 5.0, patience: float = 0.0) -> Store:
-        return cls(connect(url, timeout, patience))
+    def from_url(cls, url: str, timeout: float = 5.0, patience: float = 0.0,
+                 retention_days: int = 14) -> Store:
+        return cls(connect(url, timeout, patience), retention_days)
 
     # --- web side -----------------------------------------------------------------------------
     def accept(self, vendor: str, ticket_id: str, actor_id: str | None, delivery_key: str,
@@ -222,29 +241,78 @@ class Store:
         created = bool(self.r.hsetnx(key, "created", _encode(now)))
         if created:
             self.update(job_id, {"job_id": job_id, "state": "queued", "attempts": 0, **fields})
-            self.r.expire(key, JOB_TTL)
         return created
 
     def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Write fields of the record; the record then lives `retention` from now (a field
+        written after it expired never leaves a record without an end)."""
         now = time.time()
+        key = f"dm:job:{job_id}"
         pipe = self.r.pipeline()
-        pipe.hset(f"dm:job:{job_id}", mapping={k: _encode(v) for k, v in {**fields,
-                                                                           "updated": now}.items()})
+        pipe.hset(key, mapping={k: _encode(v) for k, v in {**fields, "updated": now}.items()})
+        pipe.expire(key, self.retention)
         pipe.zadd("dm:jobs", {job_id: now})
         if fields.get("state") in TERMINAL_STATES:
             pipe.hincrby("dm:metrics:jobs", fields["state"], 1)  # deskmark_jobs_total{state}
             pipe.zrem("dm:watch", job_id)
         pipe.execute()
 
+    def _count(self, job_id: str, field: str, by: int) -> int:
+        key = f"dm:job:{job_id}"
+        pipe = self.r.pipeline()
+        pipe.hincrby(key, field, by)
+        pipe.expire(key, self.retention)
+        return int(pipe.execute()[0])
+
+    def trim(self, now: float | None = None) -> int:
+        """Drop index and dead-letter entries older than retention (their records are gone)."""
+        cutoff = (time.time() if now is None else now) - self.retention
+        pipe = self.r.pipeline()
+        pipe.zremrangebyscore("dm:jobs", "-inf", cutoff)
+        pipe.zremrangebyscore("dm:dead", "-inf", cutoff)
+        return int(sum(pipe.execute()))
+
     # --- metrics the web app's /metrics reads (kept in Redis: workers may be on other hosts) --
     def observe_edit(self, seconds: float) -> None:
+        """An edit call's latency: for /metrics (a cumulative histogram) and for the dashboard's
+        chart (per day: each bucket's count, the count and the sum)."""
+        day = f"dm:edits:{day_key()}"
         pipe = self.r.pipeline()
         for le in EDIT_BUCKETS:
             if seconds <= le:
                 pipe.hincrby("dm:metrics:edit_seconds", str(le), 1)
+                pipe.hincrby(day, str(le), 1)
         pipe.hincrby("dm:metrics:edit_seconds", "+Inf", 1)
         pipe.hincrbyfloat("dm:metrics:edit_seconds", "sum", seconds)
+        pipe.hincrby(day, "+Inf", 1)
+        pipe.hincrbyfloat(day, "sum", seconds)
+        pipe.expire(day, SERIES_DAYS * 86400)
         pipe.execute()
+
+    def count_failure(self, reason: str) -> None:
+        day = f"dm:failures:{day_key()}"
+        pipe = self.r.pipeline()
+        pipe.hincrby(day, reason[:120], 1)
+        pipe.expire(day, FAILURE_DAYS * 86400)
+        pipe.execute()
+
+    def series(self, days: int) -> list[dict[str, Any]]:
+        """The dashboard's charts: per day, oldest first, the spend, edit latencies and failures."""
+        today = time.time()
+        keys = [day_key(today - 86400 * n) for n in range(days - 1, -1, -1)]
+        pipe = self.r.pipeline()
+        for day in keys:
+            pipe.get(f"dm:spend:{day}")
+            pipe.hgetall(f"dm:edits:{day}")
+            pipe.hgetall(f"dm:failures:{day}")
+        raw = pipe.execute()
+        out = []
+        for i, day in enumerate(keys):
+            spend, edits, failures = raw[3 * i:3 * i + 3]
+            out.append({"day": day, "spend": float(spend or 0),
+                        "edits": {_text(k): float(v) for k, v in edits.items()},
+                        "failures": {_text(k): int(v) for k, v in failures.items()}})
+        return out
 
     def add_spend(self, usd: float) -> None:
         if usd:
@@ -267,10 +335,10 @@ class Store:
     def count_edit(self, job_id: str, started: bool) -> None:
         """Edit calls under way for the job: one that is still counted when the job starts
         again was cut off with its worker, and may have been billed."""
-        self.r.hincrby(f"dm:job:{job_id}", "edits_in_flight", 1 if started else -1)
+        self._count(job_id, "edits_in_flight", 1 if started else -1)
 
     def count_attempt(self, job_id: str) -> int:
-        return int(self.r.hincrby(f"dm:job:{job_id}", "attempts", 1))
+        return self._count(job_id, "attempts", 1)
 
     def jobs(self, ids: list[str]) -> list[dict[str, Any]]:
         pipe = self.r.pipeline()
@@ -289,7 +357,10 @@ class Store:
 
     def claim_review(self, job_id: str, decision: dict[str, Any]) -> dict[str, Any]:
         """Record the first decision on a job; return whichever decision holds."""
-        self.r.hsetnx(f"dm:job:{job_id}", "review", _encode(decision))
+        pipe = self.r.pipeline()
+        pipe.hsetnx(f"dm:job:{job_id}", "review", _encode(decision))
+        pipe.expire(f"dm:job:{job_id}", self.retention)
+        pipe.execute()
         current: dict[str, Any] = self.job(job_id)["review"]
         return current
 
@@ -310,6 +381,8 @@ class Store:
                                    "ticket_id": event.get("ticket_id"), "event": event})
         self.update(event_id, {"state": "failed", "reason": reason, "last_error": error})
         self.bury(event_id)
+        detail = (error or {}).get("code") or (error or {}).get("status")
+        self.count_failure(f"{event.get('vendor')} ticket unreadable" + (f": {detail}" if detail else ""))
         return event_id
 
     def lease_left(self, job_id: str) -> float:
@@ -319,8 +392,9 @@ class Store:
     # --- the marked image ---------------------------------------------------------------------
     def save_marked(self, job_id: str, image: bytes, meta: dict[str, Any]) -> None:
         pipe = self.r.pipeline()
-        pipe.set(f"dm:job:{job_id}:marked", image, ex=MARKED_TTL)
+        pipe.set(f"dm:job:{job_id}:marked", image, ex=self.retention)
         pipe.hset(f"dm:job:{job_id}", mapping={"mark": _encode(meta)})
+        pipe.expire(f"dm:job:{job_id}", self.retention)
         pipe.execute()
 
     def marked(self, job_id: str) -> bytes | None:
@@ -330,7 +404,7 @@ class Store:
         pipe = self.r.pipeline()
         for name, data in (("before", before), ("after", after)):
             if data:
-                pipe.set(f"dm:job:{job_id}:{name}", data, ex=MARKED_TTL)
+                pipe.set(f"dm:job:{job_id}:{name}", data, ex=self.retention)
         pipe.execute()
 
     def image(self, job_id: str, name: str) -> bytes | None:
@@ -350,7 +424,7 @@ class Store:
 
     def publish_result(self, key: str, job_id: str) -> None:
         """The job's marked image is stored: later jobs with the same key reuse it."""
-        self.r.set(f"dm:result:{key}", f"done:{job_id}".encode(), ex=MARKED_TTL)
+        self.r.set(f"dm:result:{key}", f"done:{job_id}".encode(), ex=self.retention)
 
     # --- leases -------------------------------------------------------------------------------
     def acquire_lease(self, job_id: str, seconds: int) -> str | None:

@@ -67,7 +67,8 @@ def runtime() -> pipeline.Runtime:
             if settings.freshdesk:
                 helpdesks["freshdesk"] = FreshdeskClient(settings.freshdesk, settings.attachment_hosts)
             # Patient: a job rides out a Redis restart of up to this long (see _requeue).
-            store = Store.from_url(settings.redis_url, patience=REDIS_PATIENCE)
+            store = Store.from_url(settings.redis_url, patience=REDIS_PATIENCE,
+                                   retention_days=settings.retention_days)
             _runtime = pipeline.Runtime(
                 settings=settings,
                 store=store,
@@ -234,7 +235,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _start_reaper(**_: Any) -> None:
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis_url, retention_days=settings.retention_days)
 
     def requeue(job: dict[str, Any]) -> None:
         process_photo.apply_async(args=[job])
@@ -243,6 +244,7 @@ def _start_reaper(**_: Any) -> None:
         while not _stop_beating.wait(REAP_EVERY):
             try:
                 reap(store, requeue)
+                store.trim()  # the job index and dead letters, to DESKMARK_RETENTION_DAYS
             except Exception as exc:  # Redis away: the next round tries again
                 log.warning("reaper: %s", exc)
 
