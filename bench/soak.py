@@ -1,6 +1,7 @@
-"""Soak: 200 Zendesk webhook deliveries (20% of them duplicates) against loopback vendors, with a
-worker SIGKILLed twice during the run. Prints photos, notes, duplicates and lost; exits 1 unless
-every photo got exactly one note.
+"""Soak with faults: 200 Zendesk webhook deliveries (20% of them duplicates) against loopback
+vendors and two workers at their default settings, while Redis is restarted once (SIGTERM, AOF
+on) and a worker is SIGKILLed twice. Prints photos, notes, duplicates, lost, and the longest
+delay from a photo's webhook to its note; exits 1 unless every photo got exactly one note.
 
     python bench/soak.py [--deliveries 200] [--latency 1.0]
 """
@@ -46,6 +47,8 @@ def main() -> int:
     parser.add_argument("--duplicates", type=float, default=0.2)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per edit call")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--spread", type=float, default=40.0,
+                        help="seconds over which the deliveries arrive (so some meet the faults)")
     args = parser.parse_args()
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)
@@ -56,7 +59,7 @@ def main() -> int:
     openai = SandboxOpenAI(latency=args.latency).start()
     env = {**os.environ, "REDIS_URL": redis.url, "OPENAI_API_KEY": openai.api_key,
            "OPENAI_BASE_URL": openai.url, "DESKMARK_LOCATE_MODEL": "gpt-5.4",
-           "DESKMARK_EDIT_RATE_PER_MINUTE": "0", "DESKMARK_VISIBILITY_TIMEOUT": "20",
+           "DESKMARK_EDIT_RATE_PER_MINUTE": "0",
            "ZENDESK_BASE_URL": zendesk.url, "ZENDESK_EMAIL": zendesk.email,
            "ZENDESK_API_TOKEN": zendesk.api_token, "ZENDESK_WEBHOOK_SECRET": SECRET,
            "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host}
@@ -67,13 +70,13 @@ def main() -> int:
     workers = [start_worker(env, workdir / f"worker{i}.log") for i in range(2)]
 
     photos = int(args.deliveries * (1 - args.duplicates))
-    photo = damaged_product(1200, 900)
     deliveries: list[tuple[int, bytes, dict[str, str]]] = []
     tickets: list[int] = []
-    for i in range(photos):
+    for i in range(photos):  # a photo of its own each: one is never the reuse of another
         ticket_id = zendesk.create_ticket(f"Soak {i}", "damaged")
         comment = zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "photo",
-                                      [(f"p{i}.jpg", photo, "image/jpeg")], notify=False)
+                                      [(f"p{i}.jpg", damaged_product(1200, 900, seed=1000 + i),
+                                        "image/jpeg")], notify=False)
         body = json.dumps(zendesk.event_for(ticket_id, comment, comment.attachments[0],
                                             zendesk.CUSTOMER_ID)).encode()
         deliveries.append((ticket_id, body, zendesk.signed_headers(body)))
@@ -87,20 +90,29 @@ def main() -> int:
     rng.shuffle(deliveries)
 
     answers: dict[int, int] = {}
+    accepted: dict[int, float] = {}  # ticket -> when its first delivery was answered 2xx
+    noted: dict[int, float] = {}  # ticket -> when its note was first seen
     lock = threading.Lock()
 
     def deliver(chunk: list[tuple[int, bytes, dict[str, str]]]) -> None:
         with httpx.Client(timeout=15) as client:
-            for _, body, headers in chunk:
-                for _attempt in range(10):  # as Zendesk does: retry a 503
-                    status = client.post(f"{web.url}/webhooks/zendesk", content=body,
-                                         headers=headers).status_code
-                    if status != 503:
+            for ticket_id, body, headers in chunk:
+                for _attempt in range(20):  # as Zendesk does: retry a 503 (Retry-After)
+                    try:
+                        status = client.post(f"{web.url}/webhooks/zendesk", content=body,
+                                             headers=headers).status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    if status not in (0, 503):
                         break
+                    with lock:
+                        answers[-status] = answers.get(-status, 0) + 1  # retried, as Zendesk would
                     time.sleep(1)
                 with lock:
                     answers[status] = answers.get(status, 0) + 1
-                time.sleep(0.02)
+                    if 200 <= status < 300:
+                        accepted.setdefault(ticket_id, time.monotonic())
+                time.sleep(args.spread * len(senders) / len(deliveries))
 
     started = time.monotonic()
     senders = [threading.Thread(target=deliver, args=(deliveries[i::4],)) for i in range(4)]
@@ -108,23 +120,40 @@ def main() -> int:
         sender.start()
 
     def done_count() -> int:
-        return sum(1 for t in tickets if any(n.attachments for n in zendesk.notes(t)))
+        now = time.monotonic()
+        for t in tickets:
+            if t not in noted and any(n.attachments for n in zendesk.notes(t)):
+                noted[t] = now
+        return len(noted)
 
-    kills = 0
-    for fraction in (0.3, 0.6):
+    def wait_until(fraction: float) -> None:
         while done_count() < photos * fraction and time.monotonic() - started < args.timeout:
             time.sleep(0.2)
+
+    def say(what: str) -> None:
+        print(f"[{time.monotonic() - started:5.1f} s] {what} ({done_count()}/{photos} photos "
+              "done)", flush=True)
+
+    kills = 0
+    for fraction, fault in ((0.25, "kill"), (0.45, "redis"), (0.65, "kill")):
+        wait_until(fraction)
+        if fault == "redis":
+            redis.stop()  # SIGTERM: a managed restart (an upgrade, a container move)
+            say("stopped Redis (SIGTERM) for 3 s")
+            time.sleep(3)
+            redis.start()
+            say("Redis is back")
+            continue
         victim = workers[kills % len(workers)]
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         kills += 1
-        print(f"[{time.monotonic() - started:5.1f} s] SIGKILLed worker {victim.pid} "
-              f"with {done_count()}/{photos} photos done; starting a replacement", flush=True)
+        say(f"SIGKILLed worker {victim.pid}; starting a replacement")
         workers[workers.index(victim)] = start_worker(env, workdir / f"worker-r{kills}.log")
     for sender in senders:
         sender.join()
     while done_count() < photos and time.monotonic() - started < args.timeout:
-        time.sleep(0.5)
+        time.sleep(0.2)
     time.sleep(5)  # anything late would show up as a duplicate now
 
     per_ticket = [len([n for n in zendesk.notes(t) if n.attachments]) for t in tickets]
@@ -140,11 +169,17 @@ def main() -> int:
     openai.stop()
     redis.cleanup()
 
+    final = {k: v for k, v in sorted(answers.items()) if k >= 0}
+    retried = {-k: v for k, v in sorted(answers.items()) if k < 0}
     print(f"\ndeliveries {args.deliveries} ({args.deliveries - photos} duplicates), answers "
-          f"{dict(sorted(answers.items()))}, workers killed {kills}, "
+          f"{final}, retried after {retried or 'nothing'} (0: no answer), workers killed {kills}, "
           f"{time.monotonic() - started:.0f} s")
+    delays = [noted[t] - accepted[t] for t in tickets if t in noted and t in accepted]
     print(f"photos {photos}   notes {notes}   duplicates {duplicates}   lost {lost}   "
           f"edit calls {edits} (re-done after kills: {edits - photos})")
+    if delays:
+        print(f"webhook to note: median {sorted(delays)[len(delays) // 2]:.1f} s, longest "
+              f"{max(delays):.1f} s")
     ok = notes == photos and duplicates == 0 and lost == 0
     print("OK: every photo got exactly one note" if ok else "FAIL")
     return 0 if ok else 1
