@@ -9,24 +9,15 @@ and the worker's peak RSS.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from loopback import Loopback  # noqa: E402 (bench/, beside this file)
 
-from deskmark.redis_server import EmbeddedRedis  # noqa: E402
-from deskmark.sandbox.openai import SandboxOpenAI  # noqa: E402
-from deskmark.sandbox.photos import damaged_product  # noqa: E402
-from deskmark.sandbox.server import LoopbackServer  # noqa: E402
-from deskmark.sandbox.zendesk import SandboxZendesk  # noqa: E402
-from integrations.config import Settings  # noqa: E402
-
-SECRET = "inflight-secret"
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.photos import damaged_product
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -41,26 +32,13 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--latency", type=float, default=5.0)
     args = parser.parse_args()
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)
-    redis = EmbeddedRedis().start()
-    zendesk = SandboxZendesk().start()
-    openai = SandboxOpenAI(latency=args.latency, locate_latency=0.2, cheap=True).start()
-    env = {**os.environ, "REDIS_URL": redis.url, "OPENAI_API_KEY": openai.api_key,
-           "OPENAI_BASE_URL": openai.url, "DESKMARK_EDIT_RATE_PER_MINUTE": "0",
-           "ZENDESK_BASE_URL": zendesk.url, "ZENDESK_EMAIL": zendesk.email,
-           "ZENDESK_API_TOKEN": zendesk.api_token, "ZENDESK_WEBHOOK_SECRET": SECRET,
-           "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host}
-    from webhooks import create_app
-
-    web = LoopbackServer(create_app(Settings.from_env(env, dotenv=None))).start()
-    zendesk.webhook_url, zendesk.webhook_secret = f"{web.url}/webhooks/zendesk", SECRET
+    loop = Loopback.start(SandboxOpenAI(latency=args.latency, locate_latency=0.2, cheap=True))
+    zendesk, openai = loop.zendesk, loop.openai
     log = Path(tempfile.mkdtemp()) / "worker.log"
-    worker = subprocess.Popen([sys.executable, "-m", "deskmark.cli", "worker", "--loglevel", "WARNING",
-                               "--quiet"], env=env, cwd=ROOT, stdout=log.open("wb"),
-                              stderr=subprocess.STDOUT)
-    photo = damaged_product(4032, 3024)  # a 12 MP phone photo
-    print(f"{args.photos} photos of {len(photo) // 1024} KB (4032x3024), edit latency "
+    worker = loop.start_worker(log)
+    # 12 MP phone photos, each its own (the same photo twice would be edited once: a reuse).
+    photos = [damaged_product(4032, 3024, seed=100 + i) for i in range(args.photos)]
+    print(f"{args.photos} photos of {len(photos[0]) // 1024} KB (4032x3024), edit latency "
           f"{args.latency:.0f} s; waiting for the worker…", flush=True)
     time.sleep(4)  # worker start-up is not part of the measurement
     tickets = []
@@ -68,7 +46,7 @@ def main() -> int:
     for i in range(args.photos):
         ticket_id = zendesk.create_ticket(f"Inflight {i}", "cracked")
         zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "photo",
-                            [(f"IMG_{i}.jpg", photo, "image/jpeg")])  # Zendesk sends the webhook
+                            [(f"IMG_{i}.jpg", photos[i], "image/jpeg")])  # Zendesk sends the webhook
         tickets.append(ticket_id)
     finished = None
     pending = set(tickets)
@@ -81,12 +59,7 @@ def main() -> int:
     rss = peak_rss_mb(worker.pid)
     wall_started = time.time() - (time.monotonic() - started)
     edits = sorted(call["time"] - wall_started for call in openai.calls)
-    worker.terminate()
-    worker.wait(30)
-    web.stop()
-    zendesk.stop()
-    openai.stop()
-    redis.cleanup()
+    loop.stop()
     if finished is None:
         print(f"FAIL: not every photo got its note in 300 s (see {log})")
         return 1

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,24 +20,10 @@ import time
 from pathlib import Path
 
 import httpx
+from loopback import Loopback  # noqa: E402 (bench/, beside this file)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from deskmark.redis_server import EmbeddedRedis  # noqa: E402
-from deskmark.sandbox.openai import SandboxOpenAI  # noqa: E402
-from deskmark.sandbox.photos import damaged_product  # noqa: E402
-from deskmark.sandbox.server import LoopbackServer  # noqa: E402
-from deskmark.sandbox.zendesk import SandboxZendesk  # noqa: E402
-from integrations.config import Settings  # noqa: E402
-
-SECRET = "soak-secret"
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "deskmark.cli", "worker", "--concurrency", "8",
-                             "--loglevel", "WARNING", "--quiet"], env=env, cwd=ROOT,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.photos import damaged_product
 
 
 def main() -> int:
@@ -54,20 +39,10 @@ def main() -> int:
         os.environ.pop(name, None)
 
     workdir = Path(tempfile.mkdtemp(prefix="deskmark-soak-"))
-    redis = EmbeddedRedis(appendonly=True).start()
-    zendesk = SandboxZendesk().start()
-    openai = SandboxOpenAI(latency=args.latency).start()
-    env = {**os.environ, "REDIS_URL": redis.url, "OPENAI_API_KEY": openai.api_key,
-           "OPENAI_BASE_URL": openai.url, "DESKMARK_LOCATE_MODEL": "gpt-5.4",
-           "DESKMARK_EDIT_RATE_PER_MINUTE": "0",
-           "ZENDESK_BASE_URL": zendesk.url, "ZENDESK_EMAIL": zendesk.email,
-           "ZENDESK_API_TOKEN": zendesk.api_token, "ZENDESK_WEBHOOK_SECRET": SECRET,
-           "DESKMARK_ATTACHMENT_HOSTS": zendesk.files_host}
-    from webhooks import create_app
-
-    web = LoopbackServer(create_app(Settings.from_env(env, dotenv=None))).start()
-    zendesk.webhook_url, zendesk.webhook_secret = f"{web.url}/webhooks/zendesk", SECRET
-    workers = [start_worker(env, workdir / f"worker{i}.log") for i in range(2)]
+    loop = Loopback.start(SandboxOpenAI(latency=args.latency), appendonly=True,
+                          DESKMARK_LOCATE_MODEL="gpt-5.4")
+    redis, zendesk, openai, web = loop.redis, loop.zendesk, loop.openai, loop.web
+    workers = [loop.start_worker(workdir / f"worker{i}.log", "--concurrency", "8") for i in range(2)]
 
     photos = int(args.deliveries * (1 - args.duplicates))
     deliveries: list[tuple[int, bytes, dict[str, str]]] = []
@@ -149,7 +124,8 @@ def main() -> int:
         victim.wait()
         kills += 1
         say(f"SIGKILLed worker {victim.pid}; starting a replacement")
-        workers[workers.index(victim)] = start_worker(env, workdir / f"worker-r{kills}.log")
+        workers[workers.index(victim)] = loop.start_worker(workdir / f"worker-r{kills}.log",
+                                                           "--concurrency", "8")
     for sender in senders:
         sender.join()
     while done_count() < photos and time.monotonic() - started < args.timeout:
@@ -161,13 +137,7 @@ def main() -> int:
     duplicates = sum(n - 1 for n in per_ticket if n > 1)
     lost = sum(1 for n in per_ticket if n == 0)
     edits = len(openai.calls)
-    for worker in workers:
-        worker.terminate()
-        worker.wait(20)
-    web.stop()
-    zendesk.stop()
-    openai.stop()
-    redis.cleanup()
+    loop.stop()
 
     final = {k: v for k, v in sorted(answers.items()) if k >= 0}
     retried = {-k: v for k, v in sorted(answers.items()) if k < 0}

@@ -162,25 +162,36 @@ def _draft_size(image: Image.Image, min_long_edge: int) -> tuple[int, int]:
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def _decoded_bytes(kind: str, image: Image.Image, min_long_edge: int | None) -> int:
-    """Peak bytes of pixels while `load` decodes it: the decoded image in its own mode, and
-    the RGB (or sRGB) copy made from it."""
+def _decoded_size(kind: str, image: Image.Image, min_long_edge: int | None) -> tuple[int, int]:
+    """The size `load` decodes to: a JPEG's reduced DCT scale (what `draft` picks), else all."""
     width, height = image.size
     if kind == "JPEG" and min_long_edge and max(width, height) > min_long_edge:
         wanted = _draft_size(image, min_long_edge)
         scale = next((s for s in (8, 4, 2) if -(-width // s) >= wanted[0]
                       and -(-height // s) >= wanted[1]), 1)
         width, height = -(-width // scale), -(-height // scale)
+    return width, height
+
+
+def _decoded_bytes(kind: str, image: Image.Image, min_long_edge: int | None) -> int:
+    """Peak bytes of pixels while `load` decodes it: the decoded image in its own mode, and
+    the RGB (or sRGB) copy made from it."""
+    width, height = _decoded_size(kind, image, min_long_edge)
     own = width * height * max(1, len(image.getbands()))
     copies = (image.mode != "RGB") + bool(image.info.get("icc_profile"))
     return own + width * height * 3 * copies
 
 
 def decode_cost(source: Source, min_long_edge: int | None = None) -> int:
-    """What decoding `source` will take in memory, in bytes, from its header alone; raises
-    UnusablePhoto for what `load` would refuse before decoding."""
+    """What decoding `source` and fitting it to DELIVERY_EDGE will take in memory, in bytes,
+    from its header alone; raises UnusablePhoto for what `load` would refuse before decoding."""
     kind, image = _open(source)
-    return _decoded_bytes(kind, image, min_long_edge)
+    width, height = _decoded_size(kind, image, min_long_edge)
+    # Resizing works in two passes: the horizontal one makes an image of the new width and the
+    # old height (49 MB for 8000 x 8000 -> 2048).
+    fit = DELIVERY_EDGE / max(width, height)
+    passes = round(width * fit) * height * 3 if fit < 1 else 0
+    return _decoded_bytes(kind, image, min_long_edge) + passes
 
 
 def load(source: Source, min_long_edge: int | None = None) -> Image.Image:

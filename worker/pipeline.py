@@ -53,7 +53,7 @@ class JobResults:
             if image is not None and record.get("mark"):
                 return Reused(other, image, record["mark"], self.store.image(other, "after") or b"")
             if state == "pending" and record.get("state") not in ("failed", "skipped", "done"):
-                raise Throttled(f"the same photo is being marked by job {other}", 30.0)
+                raise Throttled(f"the same photo is being marked by job {other}", 10.0)
             # The holder gave up, or what it made has expired: make it here.
             if self.store.take_over_result(key, holder, self.job_id, CLAIM_SECONDS):
                 return None
