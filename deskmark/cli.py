@@ -65,7 +65,12 @@ def web_workers() -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    _settings_or_exit()  # fail here, with the message, rather than in every gunicorn worker
+    settings = _settings_or_exit()  # fail here, with the message, rather than in every worker
+    if settings.admin_token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"deskmark web: WARNING: listening on {args.host} without DESKMARK_ADMIN_TOKEN: the "
+              "dashboard and its admin API answer only to this machine (a loopback peer and Host, "
+              "not through a proxy); everyone else gets 403. Set DESKMARK_ADMIN_TOKEN to use the "
+              "dashboard from elsewhere. The webhooks work either way.", file=sys.stderr, flush=True)
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # /metrics must add up the counters of every gunicorn worker.
         import tempfile

@@ -12,7 +12,38 @@ REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
 def test_without_a_token_only_loopback_gets_the_dashboard(deskmark_env: dict[str, str]) -> None:
     client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
     assert client.get("/").status_code == 200
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/", headers={"Host": host}).status_code == 200
     assert client.get("/", environ_base=REMOTE).status_code == 403
+    # A DNS-rebinding page: a loopback peer, the attacker's host name.
+    rebound = client.get("/", headers={"Host": "rebind.attacker.example"})
+    assert rebound.status_code == 403 and "not a loopback name" in rebound.get_data(as_text=True)
+    assert client.get("/jobs/dm-x/marked.jpg", headers={"Host": "rebind.attacker.example"}).status_code == 403
+    # A same-host proxy or tunnel makes every visitor look like loopback: its headers give it away.
+    proxied = client.get("/", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert proxied.status_code == 403 and "proxy" in proxied.get_data(as_text=True)
+
+
+def test_state_changing_requests_need_a_same_origin_origin(deskmark_env: dict[str, str]) -> None:
+    client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
+    foreign = client.post("/replay-failed", headers={"Host": "rebind.attacker.example",
+                                                     "Origin": "http://rebind.attacker.example"})
+    assert foreign.status_code == 403
+    cross = client.post("/replay-failed", headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403
+    bare = client.post("/replay-failed")  # neither Origin nor Referer
+    assert bare.status_code == 403 and "Origin" in bare.get_data(as_text=True)
+    assert client.post("/jobs/dm-x/replay").status_code == 403
+    ok = client.post("/replay-failed", headers={"Origin": "http://localhost"})
+    assert ok.status_code == 303
+
+
+def test_every_answer_forbids_framing_and_sniffing(deskmark_env: dict[str, str]) -> None:
+    client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
+    for path in ("/", "/healthz"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_with_a_token_bearer_or_basic_is_required(deskmark_env: dict[str, str]) -> None:
@@ -26,6 +57,12 @@ def test_with_a_token_bearer_or_basic_is_required(deskmark_env: dict[str, str]) 
     assert client.get("/", headers=basic, environ_base=REMOTE).status_code == 200
     wrong = {"Authorization": "Bearer nope"}
     assert client.get("/", headers=wrong, environ_base=REMOTE).status_code == 401
+    # With a token, /metrics needs it too; /readyz answers, without its details.
+    assert client.get("/metrics", environ_base=REMOTE).status_code == 401
+    assert client.get("/metrics", headers=bearer, environ_base=REMOTE).status_code == 200
+    public = client.get("/readyz", environ_base=REMOTE).get_json()
+    assert set(public) == {"status"}
+    assert "redis" in client.get("/readyz", headers=bearer, environ_base=REMOTE).get_json()
 
 
 def test_dashboard_lists_jobs_and_serves_the_marked_photo(deskmark_env: dict[str, str]) -> None:

@@ -3,8 +3,10 @@ to the ticket once, only from allowed reviewers."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -17,8 +19,9 @@ from integrations.config import SlackSettings
 from integrations.errors import PermanentError
 from integrations.events import RawRequest, job_id_for
 from integrations.slack.interactions import verify
-from integrations.slack.notifier import Review, SlackNotifier
-from tests.conftest import APPROVER, WorkerProcess, post_signed, wait_for
+from integrations.slack.notifier import Review, SlackNotifier, review_value
+from tests.conftest import APPROVER, Stack, WorkerProcess, post_signed, wait_for
+from tests.test_exactly_once import send_photo
 from worker.store import Store
 
 SLACK_DOCS_BODY = (
@@ -197,3 +200,48 @@ def test_without_the_history_scope_check_says_so(slack: SandboxSlack) -> None:
             notifier.posted_since(0, "dm-x", None)
     finally:
         slack.scopes |= {"channels:history", "groups:history"}
+
+
+def test_without_approvers_the_post_is_a_notification_and_no_click_decides(
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, slack: SandboxSlack,
+) -> None:
+    stack = make_stack(SLACK_APPROVER_IDS="")
+    ticket_id, job_id = send_photo(zendesk, stack.web.url, f"No approvers {uuid.uuid4().hex[:8]}", seed=33)
+    wait_for(lambda: stack.store.job(job_id).get("state") == "done", timeout=60)
+    [message] = slack.messages_about(f"Zendesk ticket #{ticket_id}")
+    assert message.buttons() == [] and "decide on the ticket" in message.text
+    # Buttons from an older post (or a forged message) decide nothing either.
+    value = review_value(job_id, "zendesk", str(ticket_id))
+    old = Message(message.channel, message.ts, message.text, [{"type": "actions", "elements": [
+        {"type": "button", "action_id": "warranty_approve", "value": value,
+         "text": {"type": "plain_text", "text": "Approve"}}]}])
+    tags, notes = list(zendesk.tickets[ticket_id].tags), len(zendesk.notes(ticket_id))
+    answered = len(slack.responses)
+    went_to, slack.interactivity_url = slack.interactivity_url, f"{stack.web.url}/webhooks/slack/interactions"
+    try:
+        assert slack.click(old, "warranty_approve", "U0ANYONE01", "guest") == 200
+    finally:
+        slack.interactivity_url = went_to
+    wait_for(lambda: len(slack.responses) > answered, timeout=30)
+    assert "decisions in Slack are off" in slack.responses[-1]["text"]
+    assert slack.responses[-1]["response_type"] == "ephemeral"
+    assert zendesk.tickets[ticket_id].tags == tags and len(zendesk.notes(ticket_id)) == notes
+    assert "review" not in stack.store.job(job_id)
+
+
+def test_customer_and_vendor_text_is_never_slack_markup(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk, slack: SandboxSlack,
+) -> None:
+    hostile = "<!channel> <https://evil.example|update your password>"
+    ticket_id = zendesk.create_ticket(f"{hostile} {uuid.uuid4().hex[:6]}", f"<@U0CEO00001> {hostile}")
+    comment = zendesk.add_comment(ticket_id, zendesk.CUSTOMER_ID, "photo",
+                                  [(f"{hostile}.jpg", damaged_product(seed=34), "image/jpeg")])
+    message = review_message(slack, f"Zendesk ticket #{ticket_id}")
+    assert slack.click(message, "warranty_approve", APPROVER, "dana.reviewer") == 200
+    wait_for(lambda: not message.buttons(), timeout=30)
+    share = next(u for u in slack.completed_uploads() if f"#{ticket_id}*" in (u.initial_comment or ""))
+    texts = [share.initial_comment or "", message.text, json.dumps(message.history)]
+    for text in texts:
+        assert "<!channel>" not in text and "<https://evil" not in text and "<@U0CEO" not in text
+    assert "&lt;!channel&gt;" in message.text  # shown as text, not as a mention
+    assert job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))

@@ -8,11 +8,8 @@ helpdesk: 202 enqueued · 200 deliberately ignored · 400 malformed · 401 bad s
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
@@ -23,7 +20,7 @@ from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
 from integrations.freshdesk import webhook as freshdesk_webhook
 from integrations.slack import interactions as slack_interactions
 from integrations.zendesk import webhook as zendesk_webhook
-from webhooks import charts
+from webhooks import charts, guard
 from webhooks.metrics import OUTCOMES, WEBHOOKS, outcome, render
 from worker.app import QUEUE, make_celery, task_message
 from worker.limits import EditGate
@@ -105,8 +102,13 @@ def create_app(settings: Settings | None = None) -> Flask:
             counters[key].inc()
         return response
 
+    app.after_request(guard.secure_headers)
+
     @app.get("/metrics")
     def metrics() -> Response:
+        # Public without DESKMARK_ADMIN_TOKEN (Prometheus scrapes from elsewhere); with one, a
+        # scrape sends it as a Bearer token (README: Operating it).
+        guard.require_admin(settings, local_without_token=False)
         try:
             body = render(store, settings)
         except redis.RedisError as exc:
@@ -181,33 +183,17 @@ def create_app(settings: Settings | None = None) -> Flask:
             checks["redis"] = f"unreachable: {exc}"
             checks["worker"] = "unknown"
         ready = all(v == "ok" for v in checks.values())
-        return jsonify({"status": "ready" if ready else "not ready", **checks}), (
+        # What is wrong (hosts, error text) only to those who may see the dashboard.
+        details = checks if guard.is_admin(settings) else {}
+        return jsonify({"status": "ready" if ready else "not ready", **details}), (
             200 if ready else 503
         )
 
     def admin_only() -> None:
-        token = settings.admin_token
-        if token is None:
-            if not ipaddress.ip_address(request.remote_addr or "0.0.0.0").is_loopback:
-                abort(Response("the dashboard answers only on loopback until "
-                               "DESKMARK_ADMIN_TOKEN is set\n", 403))
-            return
-        given = ""
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            given = header.removeprefix("Bearer ").strip()
-        elif request.authorization is not None:
-            given = request.authorization.password or ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            abort(Response("DESKMARK_ADMIN_TOKEN required\n", 401,
-                           {"WWW-Authenticate": 'Basic realm="deskmark"'}))
+        guard.require_admin(settings)
 
     def same_origin() -> None:
-        # Basic credentials are sent by the browser on its own: refuse cross-site form posts.
-        for header in ("Origin", "Referer"):
-            value = request.headers.get(header)
-            if value and urlsplit(value).netloc != request.host:
-                abort(Response("cross-site request refused\n", 403))
+        guard.require_same_origin()
 
     @app.get("/")
     def dashboard() -> str:

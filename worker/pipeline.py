@@ -18,7 +18,7 @@ from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent, job_id_for
 from integrations.slack.interactions import ReviewClick
-from integrations.slack.notifier import Posted, Review, SlackNotifier
+from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
 from worker.marking import Marker, Reused
 from worker.notes import agent_reason, delivered_name, failure_html, money, note_html, review_html, what_was_marked
 from worker.recovery import Leases
@@ -255,7 +255,10 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: dict[str, Any], rt:
         channel, ts = rt.settings.slack.channel_id if rt.settings.slack else "", earlier.review_ts
     else:
         rt.store.update(job_id, {"slack_ask_at": time.time()})
-        channel, ts = rt.notifier.ask(review)
+        # Buttons only for a list of reviewers: without one, anyone who can click in the channel
+        # (Slack Connect guests too) would decide a warranty claim.
+        decides = bool(rt.settings.slack and rt.settings.slack.approver_ids)
+        channel, ts = rt.notifier.ask(review, buttons=decides)
     rt.store.update(job_id, {"slack_channel": channel, "slack_ts": ts, "ticket_url": ticket.url})
 
 
@@ -281,7 +284,12 @@ def decide(click: ReviewClick, rt: Runtime) -> str:
         notifier.tell(click.response_url, "This review is not one deskmark posted; nothing was changed.")
         return "unknown"
     approvers = rt.settings.slack.approver_ids
-    if approvers and click.user_id not in approvers:
+    if not approvers:
+        notifier.tell(click.response_url, "Warranty decisions in Slack are off: deskmark's "
+                      "SLACK_APPROVER_IDS is not set, so this post is a notification only. Decide "
+                      "on the ticket itself; nothing was changed.")
+        return "decisions off"
+    if click.user_id not in approvers:
         notifier.tell(click.response_url, "You are not on the list of warranty reviewers "
                       "(SLACK_APPROVER_IDS); nothing was changed.")
         return "not allowed"
@@ -318,8 +326,9 @@ def _apply_decision(job_id: str, decision: dict[str, Any], rt: Runtime) -> None:
         mark = "✅ Approved" if decision["decision"] == "approved" else "❌ Rejected"
         rt.notifier.show_outcome(
             record["slack_channel"], record["slack_ts"],
-            f"{mark} by <@{decision['user_id']}> on {decision['at']} — {vendor.capitalize()} ticket "
-            f"<{record.get('ticket_url') or ''}|#{ticket_id}>, photo `{record.get('filename') or ''}`")
+            f"{mark} by <@{mrkdwn_escape(decision['user_id'])}> on {decision['at']} — "
+            f"{vendor.capitalize()} ticket <{link_target(record.get('ticket_url') or '')}|"
+            f"#{mrkdwn_escape(ticket_id)}>, photo `{mrkdwn_escape(record.get('filename') or '')}`")
         rt.store.update(job_id, {"review_shown": True})
 
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, jsonify, request
 
@@ -45,7 +46,7 @@ class SignedFileHost:
 
     def url(self, token: str, name: str, ttl: float | None = None) -> str:
         expires = int(time.time() + (self.ttl if ttl is None else ttl))
-        return (f"{self.server.url}/files/{token}/{name}?X-Amz-Expires={expires}"
+        return (f"{self.server.url}/files/{token}/{quote(name, safe='')}?X-Amz-Expires={expires}"
                 f"&X-Amz-Signature={self._sign(token, expires)}")
 
     def _app(self) -> Flask:
@@ -56,7 +57,7 @@ class SignedFileHost:
             response.status_code = status
             return response
 
-        @app.get("/files/<token>/<name>")
+        @app.get("/files/<token>/<path:name>")
         def file(token: str, name: str) -> Response:
             self.requests.append({"path": request.path, "time": time.time(),
                                   "authorization": request.headers.get("Authorization")})

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from flask import Flask, Response, jsonify, redirect, request
@@ -140,7 +141,7 @@ class SandboxZendesk(HelpdeskSandbox):
             "id": attachment.id,
             "file_name": attachment.file_name,
             "content_url": f"{self.url}/attachments/token/{attachment.token}/"
-                           f"?name={attachment.file_name}",
+                           f"?name={quote(attachment.file_name)}",
             "content_type": attachment.content_type,
             "size": len(attachment.data),
             "inline": attachment.inline,

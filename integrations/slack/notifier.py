@@ -34,7 +34,7 @@ from integrations.config import SlackSettings
 from integrations.errors import PermanentError, RateLimited, RetryableError, VendorError
 
 __all__ = ["SlackNotifier", "Review", "Posted", "APPROVE", "REJECT", "review_value",
-           "read_review_value", "mrkdwn_escape", "METADATA_EVENT"]
+           "read_review_value", "mrkdwn_escape", "link_target", "METADATA_EVENT"]
 
 APPROVE = "warranty_approve"
 REJECT = "warranty_reject"
@@ -83,7 +83,16 @@ def _retry_after(headers: dict[str, Any]) -> float:
 
 
 def mrkdwn_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for Slack's mrkdwn, never markup: no `<!channel>`, no `<@user>`, no `<url|link>`.
+    Every customer- or vendor-supplied string goes through this (file names, subjects, labels,
+    reasons)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link_target(url: str) -> str:
+    """A URL for the target part of `<url|text>`: what would end it (`|`, `>`) is encoded."""
+    return (str(url).replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E")
+            .replace("|", "%7C").replace(" ", "%20"))
 
 
 def review_value(job_id: str, vendor: str, ticket_id: str) -> str:
@@ -169,14 +178,14 @@ class SlackNotifier:
             kind = RetryableError if answer.status_code >= 500 else PermanentError
             raise kind(f"Slack upload answered {answer.status_code}", vendor="slack",
                        status=answer.status_code)
-        lines = [f"*{review.vendor.capitalize()} ticket #{review.ticket_id}* — "
-                 f"<{review.ticket_url}|open the ticket>",
-                 f"Marked: {mrkdwn_escape(review.what)} · {review.cost}"]
+        lines = [f"*{review.vendor.capitalize()} ticket #{mrkdwn_escape(review.ticket_id)}* — "
+                 f"<{link_target(review.ticket_url)}|open the ticket>",
+                 f"Marked: {mrkdwn_escape(review.what)} · {mrkdwn_escape(review.cost)}"]
         if review.customer_words:
             lines.append(f"> {mrkdwn_escape(review.customer_words)}")
+        title = mrkdwn_escape(f"Ticket #{review.ticket_id}: {review.filename}")
         self._call("files_completeUploadExternal", channel_id=self.settings.channel_id,
-                   files=[{"id": file_id, "title": f"Ticket #{review.ticket_id}: {review.filename}"}],
-                   initial_comment="\n".join(lines))
+                   files=[{"id": file_id, "title": title}], initial_comment="\n".join(lines))
 
     def posted_since(self, since: float, job_id: str, file_id: str | None) -> Posted:
         """Whether the channel shows, since `since`, the share of `file_id` and the review
@@ -198,22 +207,25 @@ class SlackNotifier:
                 break
         return Posted(shared, review_ts)
 
-    def ask(self, review: Review) -> tuple[str, str]:
-        """Post the Approve / Reject message; return (channel, ts)."""
+    def ask(self, review: Review, buttons: bool = True) -> tuple[str, str]:
+        """Post the Approve / Reject message (without `buttons`: a notification only, for
+        deployments with no list of reviewers); return (channel, ts)."""
         value = review_value(review.job_id, review.vendor, review.ticket_id)
-        text = f"Warranty review for {review.vendor.capitalize()} ticket #{review.ticket_id}"
-        blocks = [
+        heading = "Warranty review" if buttons else "For warranty review (decide on the ticket)"
+        text = f"{heading} for {review.vendor.capitalize()} ticket #{review.ticket_id}"
+        blocks: list[dict[str, Any]] = [
             {"type": "section", "text": {"type": "mrkdwn", "text": (
-                f"*Warranty review* — {review.vendor.capitalize()} ticket "
-                f"<{review.ticket_url}|#{review.ticket_id}>, photo `{mrkdwn_escape(review.filename)}`"
-                f" (job `{review.job_id}`)")}},
-            {"type": "actions", "block_id": "warranty_review", "elements": [
+                f"*{heading}* — {review.vendor.capitalize()} ticket "
+                f"<{link_target(review.ticket_url)}|#{mrkdwn_escape(review.ticket_id)}>, photo "
+                f"`{mrkdwn_escape(review.filename)}` (job `{review.job_id}`)")}},
+        ]
+        if buttons:
+            blocks.append({"type": "actions", "block_id": "warranty_review", "elements": [
                 {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
                  "text": {"type": "plain_text", "text": "Approve"}},
                 {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
                  "text": {"type": "plain_text", "text": "Reject"}},
-            ]},
-        ]
+            ]})
         response = self._call("chat_postMessage", channel=self.settings.channel_id, text=text,
                               blocks=blocks, metadata={"event_type": METADATA_EVENT,
                                                        "event_payload": {"job_id": review.job_id}})
