@@ -1,12 +1,15 @@
 """Fetching customer attachments without becoming a proxy into our own network.
 
 Every hop of a download is checked: the host must be the vendor's own, one of its known
-attachment hosts, or listed in DESKMARK_ATTACHMENT_HOSTS; a host that resolves to a private,
-loopback or link-local address is refused unless it is allowed explicitly (configured by the
-deployer, not merely matched by a wildcard). The connection then goes to the very address that
-was checked, with the host name kept for the Host header, SNI and certificate: a name that
-resolves to something else a moment later (DNS rebinding) cannot move it. Credentials go only
-to the vendor's own origin, and the body is streamed with a byte cap.
+attachment locations (a host, or a host and path prefix where the vendor's files share a host
+with anyone's, as S3 buckets do), or listed in DESKMARK_ATTACHMENT_HOSTS; a host that resolves
+to a private, loopback or link-local address is refused unless it is allowed explicitly
+(configured by the deployer, not merely matched by a wildcard). The connection then goes to the
+very address that was checked, with the host name kept for the Host header, SNI and
+certificate: a name that resolves to something else a moment later (DNS rebinding) cannot move
+it. Credentials go only to the vendor's own origin, on the first hop only (a redirect, even one
+back to the vendor, gets none), and never for a URL a customer wrote. The body is streamed with
+a byte cap, and the whole download has a deadline, whatever the per-read timeouts allow.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import ipaddress
 import socket
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
@@ -28,6 +32,7 @@ __all__ = ["DownloadPolicy", "fetch"]
 
 MAX_REDIRECTS = 5
 DEFAULT_MAX_BYTES = 40 * 1024 * 1024
+DEFAULT_DEADLINE_SECONDS = 120.0  # 40 MB at a slow 2.7 Mbit/s; a drip-feeding host is cut off
 SPOOL_BYTES = 1024 * 1024  # a download bigger than this waits on disk
 
 
@@ -35,13 +40,17 @@ SPOOL_BYTES = 1024 * 1024  # a download bigger than this waits on disk
 class DownloadPolicy:
     vendor: str
     vendor_origin: str  # scheme://host[:port] of the vendor API; gets credentials
-    known_hosts: tuple[str, ...] = ()  # vendor attachment hosts, wildcards allowed; must be public
+    # The vendor's attachment locations: `host`, `*.domain`, or `host/path-prefix` (a bucket on
+    # a shared S3 host); they must resolve to public addresses.
+    known_hosts: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()  # DESKMARK_ATTACHMENT_HOSTS: explicitly trusted
     max_bytes: int = DEFAULT_MAX_BYTES
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
 
     def vet(self, url: str) -> tuple[bool, str | None]:
-        """Raise UnsafeURL if `url` may not be fetched. Return whether it gets credentials, and
-        the checked address to connect to (None where the host is trusted by configuration)."""
+        """Raise UnsafeURL if `url` may not be fetched. Return whether it is the vendor's own
+        origin (where credentials may go), and the checked address to connect to (None where
+        the host is trusted by configuration)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UnsafeURL(f"not an http(s) URL: {url[:200]}")
@@ -53,15 +62,18 @@ class DownloadPolicy:
         if origin == f"{vendor.scheme}://{vendor_netloc}":
             return True, None
         # The vendor's own host counts only with its own port: 127.0.0.1:6379 is not the vendor.
-        explicit = _matches(host, netloc, self.extra_hosts) or netloc == vendor_netloc
-        if not explicit and not _matches(host, netloc, self.known_hosts):
-            raise UnsafeURL(f"host {netloc} is not {self.vendor}'s nor an allowed attachment host")
+        explicit = _matches(host, netloc, parts.path, self.extra_hosts) or netloc == vendor_netloc
+        if not explicit and not _matches(host, netloc, parts.path, self.known_hosts):
+            raise UnsafeURL(f"{netloc}{parts.path[:80]} is not {self.vendor}'s nor an allowed "
+                            "attachment location")
         return False, (None if explicit else _public_address(host))
 
 
-def _matches(host: str, netloc: str, patterns: tuple[str, ...]) -> bool:
+def _matches(host: str, netloc: str, path: str, patterns: tuple[str, ...]) -> bool:
     for pattern in patterns:
-        pattern = pattern.lower()
+        pattern, _, prefix = pattern.lower().partition("/")
+        if prefix and not path.lower().startswith(f"/{prefix}"):
+            continue  # a bucket on a shared host: only that bucket's paths
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]):
                 return True
@@ -103,22 +115,31 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tuple[BinaryIO, str]:
+def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client,
+          credentials: bool = True) -> tuple[BinaryIO, str]:
     """Download `url`, following redirects hop by hop; return (the file, content type).
 
     The file is a temporary one: kept in memory up to SPOOL_BYTES, on disk beyond, so that a
     worker's many jobs do not hold their photos (up to max_bytes each) in memory while they
-    wait on the edit model. Close it when done; that deletes it."""
+    wait on the edit model. Close it when done; that deletes it.
+
+    `credentials=False` for a URL that a customer wrote (an inline image in a ticket's HTML):
+    it never gets the vendor's credentials, not even on the vendor's own origin."""
+    deadline = time.monotonic() + policy.deadline_seconds
     # A client of its own per download: no cookies or connections carried from one customer's
     # attachment to the next, and never the vendor's credentials.
     with httpx.Client(timeout=vendor_client.timeout, trust_env=False, verify=_tls()) as anonymous:
-        for _ in range(MAX_REDIRECTS + 1):
-            with_credentials, address = policy.vet(url)
-            client = vendor_client if with_credentials else anonymous
+        for hop in range(MAX_REDIRECTS + 1):
+            vendor_origin, address = policy.vet(url)
+            # Credentials on the first hop only: a redirect chooses its own target, and one back
+            # to the vendor's origin would otherwise carry the API key to a path it chose.
+            client = vendor_client if vendor_origin and credentials and hop == 0 else anonymous
             target, headers, extensions = (url, {}, {}) if address is None else _pinned(url, address)
+            timeout = _remaining(deadline, policy)
             try:
                 with client.stream("GET", target, headers=headers, extensions=extensions,
-                                   follow_redirects=False) as response:
+                                   follow_redirects=False,
+                                   timeout=httpx.Timeout(timeout)) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
@@ -132,7 +153,7 @@ def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tupl
                             f"attachment download answered {response.status_code}",
                             vendor=policy.vendor, status=response.status_code,
                         )
-                    return _read_capped(response, policy.max_bytes), response.headers.get(
+                    return _read_capped(response, policy, deadline), response.headers.get(
                         "content-type", ""
                     )
             except httpx.TimeoutException as exc:
@@ -144,7 +165,16 @@ def fetch(url: str, policy: DownloadPolicy, vendor_client: httpx.Client) -> tupl
     raise UnsafeURL(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> BinaryIO:
+def _remaining(deadline: float, policy: DownloadPolicy) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RetryableError(f"attachment download took longer than {policy.deadline_seconds:.0f} s",
+                             vendor=policy.vendor)
+    return left
+
+
+def _read_capped(response: httpx.Response, policy: DownloadPolicy, deadline: float) -> BinaryIO:
+    max_bytes = policy.max_bytes
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")
@@ -152,6 +182,7 @@ def _read_capped(response: httpx.Response, max_bytes: int) -> BinaryIO:
     try:
         total = 0
         for chunk in response.iter_bytes():
+            _remaining(deadline, policy)  # a host that drip-feeds is cut off at the deadline
             total += len(chunk)
             if total > max_bytes:
                 raise UnusablePhoto(f"file is larger than {max_bytes // (1024 * 1024)} MB")

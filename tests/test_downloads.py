@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from integrations.errors import RetryableError, UnsafeURL, UnusablePhoto
 
 seen: list[dict[str, str | None]] = []
 host_headers: list[str | None] = []
+vendor_url: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,12 @@ def hosts() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
             return Response((b"x" * 65536 for _ in range(64)), mimetype="image/jpeg")
         return Response(b"\xff\xd8\xff photo", mimetype="image/jpeg")
 
+    @files.get("/r/<name>")
+    def back_to_the_vendor(name: str) -> Response:
+        # An attachment host that sends deskmark back to the vendor's API, at a path it picked.
+        seen.append({"host": "files", "authorization": request.headers.get("Authorization")})
+        return redirect(f"{vendor_url[0]}/attachments/api?to={request.host_url}f/photo.jpg", code=302)
+
     @files.get("/h/<name>")
     def file_with_host(name: str) -> Response:
         host_headers.append(request.headers.get("Host"))
@@ -50,6 +58,7 @@ def hosts() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
         return redirect(request.args["to"], code=302)
 
     servers = (LoopbackServer(vendor).start(), LoopbackServer(files).start())
+    vendor_url.append(servers[0].url)
     yield servers
     for server in servers:
         server.stop()
@@ -217,3 +226,90 @@ def test_a_pinned_https_download_still_names_and_verifies_the_host(
     with httpx.Client(timeout=5) as client, pytest.raises(RetryableError, match="CERTIFICATE_VERIFY_FAILED"):
         fetch(f"https://{ATTACHMENT_NAME}:{port}/photo.jpg", policy(hosts[0]), client)
     assert names == [ATTACHMENT_NAME] and served == []
+
+
+def test_no_credentials_after_a_redirect_even_back_to_the_vendor(
+        hosts: tuple[LoopbackServer, LoopbackServer]) -> None:
+    vendor, files = hosts
+    seen.clear()
+    with httpx.Client(auth=("agent", "secret"), timeout=5) as client:
+        download, _ = fetch(f"{files.url}/r/x", policy(vendor, f"127.0.0.1:{files.port}"), client)
+    download.close()
+    assert [hit["host"] for hit in seen] == ["files", "vendor", "files"]
+    assert all(hit["authorization"] is None for hit in seen)  # the API key went nowhere
+    # A URL a customer wrote gets none either, even on the vendor's own origin.
+    seen.clear()
+    with httpx.Client(auth=("agent", "secret"), timeout=5) as client:
+        fetch(f"{vendor.url}/attachments/a?to={files.url}/f/photo.jpg",
+              policy(vendor, f"127.0.0.1:{files.port}"), client, credentials=False)[0].close()
+    assert seen[0] == {"host": "vendor", "authorization": None}
+
+
+@pytest.fixture
+def drip() -> Iterator[str]:
+    """A host that answers at once, then sends its body one byte every 0.2 s (each read well
+    within any per-read timeout)."""
+    stop = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            for _ in range(100):
+                if stop.is_set():
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_drip_feeding_host_is_cut_off_at_the_deadline(
+        hosts: tuple[LoopbackServer, LoopbackServer], drip: str) -> None:
+    rule = DownloadPolicy(vendor="freshdesk", vendor_origin=hosts[0].url, extra_hosts=(drip,),
+                          deadline_seconds=1.5)
+    started = time.monotonic()
+    with httpx.Client(timeout=1.0) as client, pytest.raises(RetryableError, match="longer than 2 s"):
+        fetch(f"http://{drip}/photo.jpg", rule, client)
+    assert 1.4 < time.monotonic() - started < 3.0  # 20 s of dripping, cut off at 1.5 s
+
+
+@pytest.mark.parametrize("url", [
+    "https://s3.amazonaws.com/attacker-bucket/photo.jpg",  # someone else's bucket, shared host
+    "https://attacker-bucket.s3.amazonaws.com/photo.jpg",
+    "https://s3.eu-west-1.amazonaws.com/cdn.freshdesk.com/x.jpg",  # not where Freshdesk's is
+    "https://evil.amazonaws.com/photo.jpg",
+    "https://s3.amazonaws.com/cdn.freshdesk.com.attacker/photo.jpg",
+])
+def test_freshdesk_attachments_come_only_from_its_own_bucket(url: str) -> None:
+    from integrations.freshdesk.client import FRESHDESK_ATTACHMENT_HOSTS
+
+    rule = DownloadPolicy(vendor="freshdesk", vendor_origin="https://acme.freshdesk.com",
+                          known_hosts=FRESHDESK_ATTACHMENT_HOSTS)
+    with pytest.raises(UnsafeURL, match="not freshdesk's nor an allowed attachment location"):
+        rule.vet(url)
+
+
+def test_freshdesks_own_bucket_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from integrations.freshdesk.client import FRESHDESK_ATTACHMENT_HOSTS
+
+    # S3's address, as the (simulated) resolver gives it: this machine has no internet.
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("52.216.0.1", 443))])
+    rule = DownloadPolicy(vendor="freshdesk", vendor_origin="https://acme.freshdesk.com",
+                          known_hosts=FRESHDESK_ATTACHMENT_HOSTS)
+    for url in ("https://s3.amazonaws.com/cdn.freshdesk.com/data/helpdesk/attachments/production/1/original/a.jpg",
+                "https://cdn.freshdesk.com.s3.amazonaws.com/data/helpdesk/attachments/production/1/a.jpg",
+                "https://attachment.freshdesk.com/inline/attachment?token=abc"):
+        assert rule.vet(url) == (False, "52.216.0.1")

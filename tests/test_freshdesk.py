@@ -18,13 +18,14 @@ from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from integrations.config import Settings
-from integrations.events import RawRequest
+from integrations.events import RawRequest, job_id_for
 from integrations.freshdesk.client import FreshdeskClient, inline_images
 from integrations.freshdesk.webhook import parse
 from tests.conftest import FIXTURES, FRESHDESK_GROUP, WorkerProcess, wait_for
 from tests.test_zendesk_webhook import enqueued
 from webhooks import create_app
 from worker.images import sniff
+from worker.store import Store
 
 CUSTOMER = SandboxFreshdesk.CUSTOMER_ID
 
@@ -231,6 +232,21 @@ def test_an_inline_image_in_a_reply_is_marked(
     assert freshdesk.fire(ticket_id) == 202
     [note] = settle(freshdesk, ticket_id, 1)
     assert note.attachments[0].name == "pasted-marked.jpg"
+
+
+def test_an_inline_image_on_a_foreign_bucket_is_never_fetched(
+    worker: WorkerProcess, web: LoopbackServer, freshdesk: SandboxFreshdesk, redis_url: str,
+) -> None:
+    # Customer-written HTML pointing at someone else's bucket on S3's shared host.
+    html = ('<div><img src="https://s3.amazonaws.com/attacker-bucket/pwn.jpg" class="inline-image" '
+            'data-id="424242" style=""></div>')
+    ticket_id = freshdesk.create_ticket(f"Foreign {uuid.uuid4().hex[:8]}", html)
+    assert freshdesk.fire(ticket_id) == 202
+    store = Store.from_url(redis_url)
+    job_id = job_id_for("freshdesk", str(ticket_id), "424242")
+    record = wait_for(lambda: (r := store.job(job_id)).get("state") == "failed" and r, timeout=60)
+    assert "s3.amazonaws.com/attacker-bucket" in record["reason"]
+    assert "not freshdesk's nor an allowed attachment location" in record["reason"]
 
 
 def test_check_signs_in_to_freshdesk(deskmark_env: dict[str, str], tmp_path: Path) -> None:

@@ -25,8 +25,12 @@ from integrations.http import call, make_http_client
 
 __all__ = ["FreshdeskClient", "FRESHDESK_ATTACHMENT_HOSTS", "inline_images"]
 
-FRESHDESK_ATTACHMENT_HOSTS = ("s3.amazonaws.com", "*.s3.amazonaws.com", "*.amazonaws.com",
-                              "*.freshdesk.com", "*.freshdeskusercontent.com")
+# Where Freshdesk serves attachments: its own domains, and its bucket on S3 (path style
+# `s3.amazonaws.com/cdn.freshdesk.com/…`, or the bucket's own host name). Only that bucket: S3's
+# host names are shared by everyone's buckets, and a bucket name proves nothing about its owner.
+FRESHDESK_ATTACHMENT_HOSTS = ("*.freshdesk.com", "*.freshdeskusercontent.com",
+                              "s3.amazonaws.com/cdn.freshdesk.com/",
+                              "cdn.freshdesk.com.s3.amazonaws.com")
 PER_PAGE = 100
 
 
@@ -173,14 +177,16 @@ class FreshdeskClient:
                              vendor=self.vendor, status=404)
 
     def download(self, ticket_id: str, photo: SourcePhoto) -> tuple[BinaryIO, str]:
+        # Freshdesk's attachment links are pre-signed (S3) or tokenized: they need no API key,
+        # and inline images come from HTML the customer wrote. So none gets credentials.
         url = self._fresh(ticket_id, photo).url
         try:
-            return fetch(url, self.policy, self.http)
+            return fetch(url, self.policy, self.http, credentials=False)
         except PermanentError as exc:
             if exc.status not in (400, 403):
                 raise
             # Expired between lookup and download (queue delays, slow hosts): once more.
-            return fetch(self._fresh(ticket_id, photo).url, self.policy, self.http)
+            return fetch(self._fresh(ticket_id, photo).url, self.policy, self.http, credentials=False)
 
     # --- writing --------------------------------------------------------------------------------
     def post_note(self, ticket_id: str, html_body: str, files: list[NoteFile]) -> str:
