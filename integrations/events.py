@@ -7,6 +7,8 @@ JSON, and the webhook parsers build them from vendor payloads (validated at that
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -14,6 +16,8 @@ __all__ = [
     "RawRequest",
     "Ignored",
     "Malformed",
+    "load_json",
+    "valid_id",
     "TicketEvent",
     "SourcePhoto",
     "Ticket",
@@ -54,6 +58,33 @@ class Ignored(Exception):
 
 class Malformed(Exception):
     """A request that cannot be an event of this vendor (answered 400)."""
+
+
+_ID = re.compile(r"[0-9]{1,20}")  # ASCII digits only: "²".isdigit() is True
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
+
+
+def load_json(body: bytes | str, what: str = "body") -> Any:
+    """Parse JSON from a webhook, or raise Malformed (answered 400): not only for bad syntax,
+    but for nesting deep enough to exhaust the parser and integers too long to convert, which
+    would otherwise escape as 500s."""
+    try:
+        return json.loads(body, parse_constant=_not_json)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise Malformed(f"{what} is not JSON deskmark accepts: {str(exc)[:120]}") from exc
+
+
+def valid_id(value: Any, field: str) -> str:
+    """A helpdesk id from a payload: a string or an integer of 1 to 20 ASCII digits."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Malformed(f"{field} must be a string or integer")
+    text = str(value).strip()
+    if not _ID.fullmatch(text):
+        raise Malformed(f"{field} {text[:40]!r} is not a numeric id (1 to 20 digits)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -98,6 +129,9 @@ class TicketEvent:
     delivery_key: str
     actor_id: str | None = None
     photo: SourcePhoto | None = None  # set when the event names exactly one attachment
+    # What was signed (Zendesk: timestamp + body), so that a captured request replayed with a
+    # fresh delivery id is still a duplicate; "" where the vendor signs nothing.
+    replay_key: str = ""
     subject: str | None = None
     tags: tuple[str, ...] | None = None  # None: unknown, the worker reads the ticket
     extra: dict[str, str] = field(default_factory=dict)

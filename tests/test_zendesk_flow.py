@@ -15,6 +15,7 @@ from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
+from integrations.config import Settings
 from integrations.events import job_id_for
 from tests.conftest import WARRANTY_GROUP, WorkerProcess, post_signed, wait_for
 from worker.images import sniff
@@ -176,3 +177,20 @@ def test_a_missing_model_mark_is_drawn_by_deskmark_and_the_note_says_so(
             in note.html_body)
     assert note.attachments[0].file_name == "mug-marked.jpg"
     assert store.job(job_id)["mark"]["marks"][0]["drawn_by"] == "deskmark"
+
+
+def test_only_deskmarks_own_private_comment_counts_as_its_note(zendesk: SandboxZendesk,
+                                                               settings: Settings) -> None:
+    from integrations.events import NoteFile
+    from integrations.zendesk.client import ZendeskClient
+
+    assert settings.zendesk is not None
+    client = ZendeskClient(settings.zendesk, settings.attachment_hosts)
+    ticket_id = zendesk.create_ticket(f"Note check {uuid.uuid4().hex[:8]}", "Broken.")
+    marker = "job dm-0123456789abcdef"  # derived from ids the customer can see
+    zendesk.add_comment(ticket_id, CUSTOMER, f"not a note: {marker}", [], notify=False)
+    zendesk.add_comment(ticket_id, 1002, f"another agent's note: {marker}", [], public=False,
+                        notify=False)
+    assert client.find_note(str(ticket_id), marker) is None
+    note_id = client.post_note(str(ticket_id), f"<p>{marker}</p>", [NoteFile("a.jpg", b"\xff\xd8\xff", "image/jpeg")])
+    assert client.find_note(str(ticket_id), marker) == note_id

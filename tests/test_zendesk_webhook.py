@@ -198,6 +198,18 @@ def test_duplicates_are_200_by_invocation_id_event_id_or_body(client: FlaskClien
     assert len(enqueued(queue)) == 3
 
 
+def test_a_replayed_request_with_a_fresh_invocation_id_is_a_duplicate(
+        client: FlaskClient, queue: redis.Redis) -> None:
+    body = json.dumps(dict(ATTACHMENT_EVENT, id="replayed-event")).encode()
+    captured = signed(body, invocation="inv-original")
+    assert client.post("/webhooks/zendesk", data=body, headers=captured).status_code == 202
+    # An attacker replays the captured request within the 5 minutes, with a new invocation id.
+    replay = {**captured, "X-Zendesk-Webhook-Invocation-Id": "inv-forged"}
+    response = client.post("/webhooks/zendesk", data=body, headers=replay)
+    assert response.status_code == 200 and response.get_json()["detail"] == "duplicate delivery"
+    assert len(enqueued(queue)) == 1
+
+
 def test_own_action_is_200(client: FlaskClient, queue: redis.Redis,
                            intake_env: dict[str, str]) -> None:
     Store.from_url(intake_env["REDIS_URL"]).set_own_user_id("zendesk", "900001")

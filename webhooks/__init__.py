@@ -49,7 +49,8 @@ class Intake:
         message = task_message(self.celery, "deskmark.handle_event", [event.to_dict()])
         try:
             outcome = self.store.accept(event.vendor, event.ticket_id, event.actor_id,
-                                        event.delivery_key, event.photo is None, QUEUE, message)
+                                        event.delivery_key, event.photo is None, QUEUE, message,
+                                        event.replay_key)
         except redis.RedisError:
             return _unavailable("the queue (Redis) is unreachable")
         if outcome in self.IGNORED:
@@ -70,14 +71,27 @@ def _unavailable(detail: str) -> tuple[Response, int]:
 
 
 def _raw_request() -> RawRequest:
-    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    return RawRequest(body=body, headers={k.lower(): v for k, v in request.headers.items()})
+    """The body, whole, or a 413: with a Content-Length over the limit (werkzeug refuses it
+    before reading), and with a chunked body that runs past it, which `get_data` would cut at
+    the limit and hand on (answered 400 or 401 instead)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_BODY_BYTES:
+        chunk = request.stream.read(min(65536, MAX_BODY_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > MAX_BODY_BYTES:
+        abort(413)
+    return RawRequest(body=b"".join(chunks),
+                      headers={k.lower(): v for k, v in request.headers.items()})
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1  # one byte over: see _raw_request
     store = Store.from_url(settings.redis_url, timeout=2.0, retention_days=settings.retention_days)
     intake = Intake(settings, store, make_celery(settings))
     app.extensions["deskmark"] = intake

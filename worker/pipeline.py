@@ -349,9 +349,9 @@ def failure_kind(reason: str, error: VendorError | None) -> str:
 def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError | None) -> None:
     """Record a job that cannot finish, and tell the agents on the ticket where possible."""
     job_id = job["job_id"]
+    rt.store.bury(job_id)  # first: a job seen as "failed" is always in the dead letters
     rt.store.update(job_id, {"state": "failed", "reason": reason,
                              "last_error": error.record() if error else None})
-    rt.store.bury(job_id)
     rt.store.count_failure(failure_kind(reason, error))
     log.warning("failed %s (dead letter; `deskmark replay %s` re-runs it): %s", job_id, job_id, reason)
     record = rt.store.job(job_id)

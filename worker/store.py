@@ -47,6 +47,7 @@ from redis.retry import Retry
 __all__ = ["Store", "JOB_STATES", "TERMINAL_STATES", "DELIVERY_TTL", "SERIES_DAYS", "day_key"]
 
 DELIVERY_TTL = 7 * 24 * 3600
+REPLAY_TTL = 900  # longer than a signature is accepted (±5 minutes), so a replay stays a duplicate
 SCAN_TTL = 3600  # a queued scan that never starts (queue purged) stops coalescing after this
 SERIES_DAYS = 31  # the dashboard's charts go back 30 days
 FAILURE_DAYS = 8  # ... and its failures by reason, 7
@@ -58,10 +59,13 @@ HEARTBEAT_TTL = 45
 
 
 # The webhook's one round trip: loop guard, de-duplication and enqueue, all or nothing.
-# KEYS: own user id, delivery key, scan key, queue. ARGV: actor id, message, delivery TTL,
-# scan TTL, check delivery (1/0), claim scan (1/0).
+# KEYS: own user id, delivery key, scan key, queue, replay key. ARGV: actor id, message,
+# delivery TTL, scan TTL, check delivery (1/0), claim scan (1/0), check replay (1/0), replay TTL.
 _ACCEPT = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return 'own' end
+if ARGV[7] == '1' and not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[8]) then
+  return 'duplicate'
+end
 if ARGV[5] == '1' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
   return 'duplicate'
 end
@@ -203,15 +207,18 @@ class Store:
 
     # --- web side -----------------------------------------------------------------------------
     def accept(self, vendor: str, ticket_id: str, actor_id: str | None, delivery_key: str,
-               scan: bool, queue: str, message: str) -> str:
-        """Enqueue `message` unless it is deskmark's own action, a delivery already seen, or a
-        scan of a ticket whose scan is queued and not started. Returns what happened."""
+               scan: bool, queue: str, message: str, replay_key: str = "") -> str:
+        """Enqueue `message` unless it is deskmark's own action, a delivery already seen (by
+        its id, or by what was signed: `replay_key`), or a scan of a ticket whose scan is
+        queued and not started. Returns what happened."""
         command = _pack(
-            b"EVALSHA", self._accept_sha, b"4",
+            b"EVALSHA", self._accept_sha, b"5",
             f"dm:self:{vendor}".encode(), f"dm:delivery:{vendor}:{delivery_key}".encode(),
             f"dm:scan:{vendor}:{ticket_id}".encode(), queue.encode(),
+            f"dm:delivery:{vendor}:{replay_key}".encode(),
             (actor_id or "").encode(), message.encode(), b"%d" % DELIVERY_TTL, b"%d" % SCAN_TTL,
-            b"1" if delivery_key else b"0", b"1" if scan else b"0")
+            b"1" if delivery_key else b"0", b"1" if scan else b"0",
+            b"1" if replay_key else b"0", b"%d" % REPLAY_TTL)
         try:
             result = self._lanes.call(command)
         except redis.exceptions.NoScriptError:  # a restarted Redis: load the script again
@@ -379,8 +386,8 @@ class Store:
         event_id = "ev-" + uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(event, sort_keys=True)).hex[:16]
         self.create_job(event_id, {"kind": "event", "vendor": event.get("vendor"),
                                    "ticket_id": event.get("ticket_id"), "event": event})
-        self.update(event_id, {"state": "failed", "reason": reason, "last_error": error})
         self.bury(event_id)
+        self.update(event_id, {"state": "failed", "reason": reason, "last_error": error})
         detail = (error or {}).get("code") or (error or {}).get("status")
         self.count_failure(f"{event.get('vendor')} ticket unreadable" + (f": {detail}" if detail else ""))
         return event_id

@@ -63,6 +63,7 @@ def _inline_photo(attachment_id: str, src: str, author: str | None, where: str |
 
 class FreshdeskClient:
     vendor = "freshdesk"
+    _own: str | None = None  # deskmark's own agent id, learnt once
 
     def __init__(self, settings: FreshdeskSettings, extra_hosts: tuple[str, ...] = ()) -> None:
         self.settings = settings
@@ -105,7 +106,9 @@ class FreshdeskClient:
 
     # --- reading --------------------------------------------------------------------------------
     def own_user_id(self) -> str:
-        return str(self._json("GET", "/api/v2/agents/me")["id"])
+        if self._own is None:  # the API user does not change while deskmark runs
+            self._own = str(self._json("GET", "/api/v2/agents/me")["id"])
+        return self._own
 
     def _ticket(self, ticket_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/api/v2/tickets/{ticket_id}"))
@@ -201,8 +204,10 @@ class FreshdeskClient:
         return str(note.get("id", ""))
 
     def find_note(self, ticket_id: str, marker: str) -> str | None:
+        own = self.own_user_id()  # only deskmark's own private notes count
         for conversation in self._conversations(ticket_id):
-            if conversation.get("private") and marker in (conversation.get("body") or ""):
+            if (conversation.get("private") and str(conversation.get("user_id")) == own
+                    and marker in (conversation.get("body") or "")):
                 return str(conversation["id"])
         return None
 

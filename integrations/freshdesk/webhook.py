@@ -16,7 +16,7 @@ import hmac
 import json
 from typing import Any
 
-from integrations.events import Malformed, RawRequest, TicketEvent
+from integrations.events import Malformed, RawRequest, TicketEvent, load_json, valid_id
 
 __all__ = ["authorized", "parse", "SECRET_HEADER"]
 
@@ -43,21 +43,13 @@ def authorized(request: RawRequest, secret: str) -> bool:
 
 
 def parse(request: RawRequest) -> TicketEvent:
-    try:
-        body: Any = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Malformed(f"body is not JSON: {exc}") from exc
+    body: Any = load_json(request.body)
     if isinstance(body, dict) and isinstance(body.get("freshdesk_webhook"), dict):
         body = body["freshdesk_webhook"]
     if not isinstance(body, dict) or "ticket_id" not in body:
         raise Malformed('expected {"freshdesk_webhook": {"ticket_id": "{{ticket.id}}", …}} '
                         'or {"ticket_id": …}')
-    raw_id = body["ticket_id"]
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-        raise Malformed("ticket_id must be a string or integer")
-    ticket_id = str(raw_id).strip()
-    if not ticket_id.isdigit():
-        raise Malformed(f"ticket_id {ticket_id!r} is not numeric (is the placeholder {{{{ticket.id}}}}?)")
+    ticket_id = valid_id(body["ticket_id"], "ticket_id (is the placeholder {{ticket.id}}?)")
     triggered = body.get("triggered_event")
     if triggered is not None and not isinstance(triggered, str):
         triggered = json.dumps(triggered)

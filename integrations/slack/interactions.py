@@ -7,13 +7,12 @@ Slack POSTs `payload=<JSON>` form-encoded, signed with `v0=` + HMAC-SHA256(signi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from integrations.events import Ignored, Malformed, RawRequest
+from integrations.events import Ignored, Malformed, RawRequest, load_json
 from integrations.slack.notifier import APPROVE, REJECT, read_review_value
 
 __all__ = ["ReviewClick", "verify", "parse"]
@@ -48,9 +47,10 @@ def verify(request: RawRequest, signing_secret: str, clock: Clock | None = None)
 def parse(request: RawRequest) -> ReviewClick:
     try:
         form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
-        payload = json.loads(form["payload"][0])
-    except (UnicodeDecodeError, KeyError, IndexError, json.JSONDecodeError) as exc:
+        raw = form["payload"][0]
+    except (UnicodeDecodeError, KeyError, IndexError, ValueError) as exc:
         raise Malformed(f"expected a form with a JSON payload field: {exc}") from exc
+    payload = load_json(raw, "the payload field")
     if not isinstance(payload, dict):
         raise Malformed("payload must be a JSON object")
     if payload.get("type") != "block_actions":

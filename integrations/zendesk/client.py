@@ -20,6 +20,7 @@ ZENDESK_ATTACHMENT_HOSTS = ("*.zdusercontent.com", "*.zendesk.com")
 
 
 class ZendeskClient:
+    _own: str | None = None  # deskmark's own user id, learnt once
     vendor = "zendesk"
 
     def __init__(self, settings: ZendeskSettings, extra_hosts: tuple[str, ...] = ()) -> None:
@@ -46,7 +47,9 @@ class ZendeskClient:
         return response.json() if response.content else {}
 
     def own_user_id(self) -> str:
-        return str(self._json("GET", "/api/v2/users/me.json")["user"]["id"])
+        if self._own is None:  # the API user does not change while deskmark runs
+            self._own = str(self._json("GET", "/api/v2/users/me.json")["user"]["id"])
+        return self._own
 
     def ticket_url(self, ticket_id: str) -> str:
         return f"{self.settings.base_url}/agent/tickets/{ticket_id}"
@@ -117,7 +120,12 @@ class ZendeskClient:
         return ""
 
     def find_note(self, ticket_id: str, marker: str) -> str | None:
+        # Only deskmark's own private comments: a customer can write the job id into a public
+        # comment (it is derived from ids they see), and must not stop the real note.
+        own = self.own_user_id()
         for comment in self._comments(ticket_id):
+            if comment.get("public") or str(comment.get("author_id")) != own:
+                continue
             text = (comment.get("html_body") or "") + (comment.get("body") or "")
             if marker in text or html.escape(marker) in text:
                 return str(comment.get("id"))

@@ -9,15 +9,15 @@ event-subscribed envelopes (`{"type": "zen:event-type:…", …}`) and trigger b
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.events import Ignored, Malformed, RawRequest, SourcePhoto, TicketEvent
+from integrations.events import Ignored, Malformed, RawRequest, SourcePhoto, TicketEvent, load_json, valid_id
 
 __all__ = ["ZendeskSignature", "parse", "EVENT_HANDLERS", "TOLERANCE_SECONDS"]
 
@@ -77,6 +77,18 @@ def _text(value: Any, field: str, *, required: bool = True) -> str | None:
     return text
 
 
+def _optional_id(value: Any, field: str) -> str | None:
+    """An id that only the loop guard reads (who acted): one that is not a plain id (Zendesk's
+    `-1` for its own automations) is no user of deskmark's, so it is taken as unknown rather
+    than refused; ids that go into URLs are checked strictly (`valid_id`)."""
+    if value is None or value == "":
+        return None
+    try:
+        return valid_id(value, field)
+    except Malformed:
+        return None
+
+
 def _ticket_id(envelope: dict[str, Any]) -> str:
     detail = envelope.get("detail")
     if isinstance(detail, dict) and detail.get("id") is not None:
@@ -86,10 +98,7 @@ def _ticket_id(envelope: dict[str, Any]) -> str:
         if not isinstance(subject, str) or not subject.startswith("zen:ticket:"):
             raise Malformed("ticket event without detail.id or a zen:ticket: subject")
         ticket_id = subject.removeprefix("zen:ticket:")
-    assert ticket_id is not None
-    if not ticket_id.isdigit():
-        raise Malformed(f"ticket id {ticket_id!r} is not numeric")
-    return ticket_id
+    return valid_id(ticket_id, "ticket id")
 
 
 def _detail(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -113,14 +122,14 @@ def _attachment_linked(envelope: dict[str, Any], key: str) -> TicketEvent:
         raise Malformed("attachment_linked_to_comment without event.comment.attachment")
     assert isinstance(comment, dict)
     url = _text(attachment.get("content_url"), "attachment.content_url")
-    actor = _text(detail.get("actor_id"), "detail.actor_id", required=False)
+    actor = _optional_id(detail.get("actor_id"), "detail.actor_id")
     photo = SourcePhoto(
-        attachment_id=_text(attachment.get("id"), "attachment.id") or "",
+        attachment_id=valid_id(attachment.get("id"), "attachment.id"),
         filename=_text(attachment.get("filename"), "attachment.filename", required=False) or "photo",
         content_type=str(attachment.get("content_type") or ""),
         url=url or "",
         author_id=actor,
-        comment_id=_text(comment.get("id"), "comment.id", required=False),
+        comment_id=_optional_id(comment.get("id"), "comment.id"),
     )
     return TicketEvent(
         vendor="zendesk",
@@ -137,13 +146,13 @@ def _attachment_linked(envelope: dict[str, Any], key: str) -> TicketEvent:
 def _ticket_scan(kind: str) -> Callable[[dict[str, Any], str], TicketEvent]:
     def handler(envelope: dict[str, Any], key: str) -> TicketEvent:
         detail = _detail(envelope)
-        actor = _text(detail.get("actor_id"), "detail.actor_id", required=False)
+        actor = _optional_id(detail.get("actor_id"), "detail.actor_id")
         if kind == "comment_added":
             event = envelope.get("event")
             comment = event.get("comment") if isinstance(event, dict) else None
             author = comment.get("author") if isinstance(comment, dict) else None
             if isinstance(author, dict) and author.get("id") is not None:
-                actor = _text(author.get("id"), "comment.author.id")
+                actor = _optional_id(author.get("id"), "comment.author.id") or actor
         return TicketEvent(
             vendor="zendesk",
             ticket_id=_ticket_id(envelope),
@@ -176,13 +185,18 @@ def delivery_key(request: RawRequest, body: dict[str, Any]) -> str:
 
 def parse(request: RawRequest) -> TicketEvent:
     """A verified request → TicketEvent; raises Malformed (400) or Ignored (200)."""
-    try:
-        body = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Malformed(f"body is not JSON: {exc}") from exc
+    body = load_json(request.body)
     if not isinstance(body, dict):
         raise Malformed("body must be a JSON object")
     key = delivery_key(request, body)
+    event = _event(request, body, key)
+    # The signed content itself: a captured request replayed with a fresh invocation id is the
+    # same timestamp and body, so it is still a duplicate (for as long as it could verify).
+    signed = (request.header(TIMESTAMP_HEADER) or "").encode() + request.body
+    return dataclasses.replace(event, replay_key="sig:" + hashlib.sha256(signed).hexdigest())
+
+
+def _event(request: RawRequest, body: dict[str, Any], key: str) -> TicketEvent:
     event_type = body.get("type")
     if isinstance(event_type, str) and event_type.startswith("zen:event-type:"):
         handler = EVENT_HANDLERS.get(event_type)
@@ -190,15 +204,12 @@ def parse(request: RawRequest) -> TicketEvent:
             raise Ignored(f"event type {event_type} is not one deskmark acts on")
         return handler(body, key)
     if "ticket_id" in body:
-        ticket_id = _text(body.get("ticket_id"), "ticket_id")
-        assert ticket_id is not None
-        if not ticket_id.isdigit():
-            raise Malformed(f"ticket_id {ticket_id!r} is not numeric (is the placeholder right?)")
+        ticket_id = valid_id(body.get("ticket_id"), "ticket_id (is the placeholder {{ticket.id}}?)")
         return TicketEvent(
             vendor="zendesk",
             ticket_id=ticket_id,
             kind="trigger",
             delivery_key=key,
-            actor_id=_text(body.get("actor_id"), "actor_id", required=False),
+            actor_id=_optional_id(body.get("actor_id"), "actor_id"),
         )
     raise Malformed('neither a Zendesk event ("type": "zen:event-type:…") nor a body with "ticket_id"')
