@@ -45,7 +45,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_annotate(args: argparse.Namespace) -> int:
     from deskmark.annotate import run_annotate
 
-    return run_annotate(args.images, args.out, args.prompt, _settings_or_exit(), debug=args.debug)
+    return run_annotate(args.images, args.out, args.prompt, _settings_or_exit(), debug=args.debug,
+                        force=args.force)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("images", nargs="+", metavar="IMAGE")
     annotate.add_argument("-o", "--out", help="where to write (default: beside each photo)")
     annotate.add_argument("--prompt", help="edit prompt template (default: DESKMARK_PROMPT or built in)")
+    annotate.add_argument("--force", action="store_true",
+                          help="replace outputs that exist (never through a symbolic link)")
     annotate.add_argument("--debug", action="store_true",
                           help="also write the model's raw output (<name>-model.png) and the strokes "
                                "taken from it (<name>-strokes.png), and say why a mark was redrawn")

@@ -91,3 +91,38 @@ def test_annotate_debug_writes_the_models_output_and_the_strokes_taken(tmp_path:
     record = json.loads((tmp_path / "a-marked.json").read_text())
     assert record["debug_model"].endswith("a-model.png") and record["marks"][0]["drawn_by"] == "deskmark"
     assert "cracked screen: deskmark drew the mark, because the model" in result.stderr
+
+
+def test_annotate_never_overwrites_without_force_and_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(damaged_product(800, 600))
+    (tmp_path / "a-marked.jpg").write_bytes(b"the agent's own edit")
+    result = annotate(["a.jpg"], {}, tmp_path)
+    assert result.returncode == 1 and "already exists (--force to replace)" in result.stderr
+    assert (tmp_path / "a-marked.jpg").read_bytes() == b"the agent's own edit"
+    assert annotate(["a.jpg", "--force"], {}, tmp_path).returncode == 0
+    assert sniff((tmp_path / "a-marked.jpg").read_bytes()) == "JPEG"
+    # An output name that is a symlink (say, to a file the attacker wants replaced).
+    precious = tmp_path / "elsewhere.txt"
+    precious.write_text("keep me")
+    (tmp_path / "b.jpg").write_bytes(damaged_product(800, 600, seed=2))
+    (tmp_path / "b-marked.jpg").symlink_to(precious)
+    for args in (["b.jpg"], ["b.jpg", "--force"]):
+        result = annotate(args, {}, tmp_path)
+        assert result.returncode == 1
+    assert precious.read_text() == "keep me" and (tmp_path / "b-marked.jpg").is_symlink()
+    assert "symbolic link" in result.stderr
+
+
+def test_photos_whose_names_meet_get_distinct_outputs(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    (tmp_path / "a.jpg").write_bytes(damaged_product(800, 600, seed=3))
+    (tmp_path / "a.png").write_bytes(damaged_product(800, 600, seed=4, fmt="PNG"))
+    (tmp_path / "x" / "c.jpg").write_bytes(damaged_product(800, 600, seed=5))
+    (tmp_path / "y" / "c.jpg").write_bytes(damaged_product(800, 600, seed=6))
+    result = annotate(["a.jpg", "a.png", "x/c.jpg", "y/c.jpg", "-o", "out"], {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in (tmp_path / "out").glob("*-marked.jpg"))
+    assert written == ["a-jpg-marked.jpg", "a-png-marked.jpg", "c-jpg-2-marked.jpg", "c-jpg-marked.jpg"]
+    records = [json.loads(p.read_text())["source"] for p in sorted((tmp_path / "out").glob("*.json"))]
+    assert sorted(records) == ["a.jpg", "a.png", "x/c.jpg", "y/c.jpg"]
