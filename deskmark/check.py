@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import redis
 
-from integrations.config import ConfigError, Settings
+from integrations.config import ConfigError, Settings, masked_url
 from integrations.errors import VendorError
 from integrations.freshdesk.client import FreshdeskClient
 from integrations.models import retirement_problem, retirement_warning
@@ -35,9 +35,9 @@ def _redis(settings: Settings) -> Finding:
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
     except redis.RedisError as exc:
-        return Finding("redis", False, f"{settings.redis_url} unreachable ({exc}): start Redis or "
-                                       "fix REDIS_URL")
-    return Finding("redis", True, settings.redis_url.split("@")[-1])
+        return Finding("redis", False, f"{masked_url(settings.redis_url)} unreachable "
+                                       f"({exc}): start Redis or fix REDIS_URL")
+    return Finding("redis", True, masked_url(settings.redis_url))
 
 
 def _openai(settings: Settings) -> Finding:

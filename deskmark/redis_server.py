@@ -35,15 +35,18 @@ def _free_port() -> int:
 
 
 class EmbeddedRedis:
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(self, port: int | None = None, appendonly: bool = False,
+                 password: str | None = None) -> None:
         self.port = port or _free_port()
         self.appendonly = appendonly
+        self.password = password
         self._dir = tempfile.mkdtemp(prefix="deskmark-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         for _ in range(3):
@@ -57,7 +60,8 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self._dir, "--save", "", "--appendonly",
-             "yes" if self.appendonly else "no", "--appendfsync", "everysec"],
+             "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
@@ -65,7 +69,7 @@ class EmbeddedRedis:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    if conn.recv(64).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password)
                         return True
             except OSError:
                 time.sleep(0.05)

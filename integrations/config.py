@@ -110,9 +110,39 @@ class Settings:
         for f in fields(self):
             if f.name in ("openai_api_key", "admin_token", "zendesk", "freshdesk", "slack"):
                 continue
-            out[f.name] = getattr(self, f.name)
+            value = getattr(self, f.name)
+            out[f.name] = masked_url(value) if f.name.endswith("_url") and value else value
         out["vendors"] = self.vendors_on()
         return out
+
+    def secrets(self) -> list[str]:
+        """Every secret in this configuration, for the log redactor."""
+        found = [self.openai_api_key or "", self.admin_token or "", url_password(self.redis_url)]
+        if self.zendesk:
+            found += [self.zendesk.api_token or "", self.zendesk.oauth_token or "",
+                      self.zendesk.webhook_secret]
+        if self.freshdesk:
+            found += [self.freshdesk.api_key, self.freshdesk.webhook_secret]
+        if self.slack:
+            found += [self.slack.bot_token, self.slack.signing_secret]
+        return [secret for secret in found if secret]
+
+
+def url_password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password (if any) shown as `***`: redis://:***@redis:6379/0."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{user}***@{host}").geturl()
 
 
 class _Reader:

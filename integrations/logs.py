@@ -1,5 +1,6 @@
 """Structured logs: one JSON object per line, with the job, vendor and ticket bound, and every
-secret deskmark knows of (API keys, tokens, signing secrets, signed-URL signatures) redacted.
+secret deskmark knows of (API keys, tokens, signing secrets, the Redis password, signed-URL
+signatures, passwords in URLs) redacted.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _PATTERNS = [
     (re.compile(r"(?i)([?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|sig|signature|"
                 r"token|api_key|key)=)[^&\s'\"]+"), True),
     (re.compile(r"(/attachments/token/)[^/\s?'\"]+"), True),
+    # A password in any URL (redis://:password@host, https://user:password@host).
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"/]+(?=@)"), True),
 ]
 
 
@@ -74,23 +77,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def _secrets(settings: Settings) -> list[str]:
-    found = [settings.openai_api_key or "", settings.admin_token or ""]
-    if settings.zendesk:
-        found += [settings.zendesk.api_token or "", settings.zendesk.oauth_token or "",
-                  settings.zendesk.webhook_secret]
-    if settings.freshdesk:
-        found += [settings.freshdesk.api_key, settings.freshdesk.webhook_secret]
-    if settings.slack:
-        found += [settings.slack.bot_token, settings.slack.signing_secret]
-    return found
-
-
 def configure_logging(settings: Settings, level: str | int = "INFO") -> None:
     """JSON lines on stderr for every logger, secrets redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler.addFilter(Redactor(_secrets(settings)))
+    handler.addFilter(Redactor(settings.secrets()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)

@@ -196,12 +196,12 @@ class Stack:
     need settings of their own (rate, budget, visibility timeout) or kill things."""
 
     def __init__(self, base_env: dict[str, str], workdir: Path, overrides: dict[str, str],
-                 workers: int, appendonly: bool) -> None:
+                 workers: int, appendonly: bool, redis_password: str | None = None) -> None:
         from webhooks import create_app
         from worker.store import Store
 
         self.workdir = workdir
-        self.redis = EmbeddedRedis(appendonly=appendonly).start()
+        self.redis = EmbeddedRedis(appendonly=appendonly, password=redis_password).start()
         self.env = {**base_env, "REDIS_URL": self.redis.url, **overrides}
         self.settings = Settings.from_env(self.env, dotenv=None)
         self.web = LoopbackServer(create_app(self.settings)).start()
@@ -227,8 +227,9 @@ class Stack:
 def make_stack(deskmark_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
-    def make(workers: int = 1, appendonly: bool = False, **overrides: str) -> Stack:
-        stack = Stack(deskmark_env, tmp_path, overrides, workers, appendonly)
+    def make(workers: int = 1, appendonly: bool = False, redis_password: str | None = None,
+             **overrides: str) -> Stack:
+        stack = Stack(deskmark_env, tmp_path, overrides, workers, appendonly, redis_password)
         stacks.append(stack)
         return stack
 

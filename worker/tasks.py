@@ -204,7 +204,6 @@ def _json_logs(loglevel: Any = None, **_: Any) -> None:
 
 @worker_init.connect
 def _check_model(**_: Any) -> None:
-    log.info("deskmark worker starting with %s", settings.describe())
     if settings.edit_provider == "openai":
         problem = retirement_problem(settings.edit_model)
         if problem:
@@ -231,6 +230,12 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
             _stop_beating.wait(10)
 
     threading.Thread(target=beat, name="deskmark-heartbeat", daemon=True).start()
+
+
+@worker_ready.connect
+def _say_hello(**_: Any) -> None:
+    # Here rather than at worker_init, which runs before Celery sets up logging (the line was lost).
+    log.info("deskmark worker starting with %s", settings.describe())
 
 
 @worker_ready.connect
