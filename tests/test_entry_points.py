@@ -60,3 +60,27 @@ def test_celery_finds_the_app_with_dash_a_worker(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "deskmark" in result.stdout and "task_acks_late: True" in result.stdout
+
+
+def test_deskmark_web_beyond_loopback_without_a_token_says_the_dashboard_is_off(
+        deskmark_env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **deskmark_env}
+    env.pop("DESKMARK_ADMIN_TOKEN", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deskmark.cli", "web", "--host", "0.0.0.0", "--port", str(port),
+         "--workers", "1"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=30)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode(errors="replace")
+    assert "WARNING: listening on 0.0.0.0 without DESKMARK_ADMIN_TOKEN" in output
+    assert "Set DESKMARK_ADMIN_TOKEN to use the dashboard from elsewhere" in output
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
