@@ -38,6 +38,16 @@ def half_sent(port: int, count: int = 12) -> list[socket.socket]:
     return sockets
 
 
+def slow_headers(port: int, count: int = 12) -> list[socket.socket]:
+    """`count` requests whose headers never end (slowloris)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Slow: " % port)
+        sockets.append(sock)
+    return sockets
+
+
 def answer_time(port: int) -> float:
     started = time.monotonic()
     try:
@@ -82,8 +92,8 @@ def test_slow_clients_block_the_bare_app_but_not_the_app_behind_caddy(
         for sock in attack:
             sock.close()
     wait_for(lambda: answer_time(web_port) < 1, timeout=60)
-    # Behind Caddy (bodies read whole by the proxy first), the app answers at once.
-    attack = half_sent(proxy_port) + half_sent(proxy_port)
+    # Behind Caddy (headers and bodies read whole by the proxy first), the app answers at once.
+    attack = half_sent(proxy_port) + half_sent(proxy_port) + slow_headers(proxy_port)
     try:
         times = [answer_time(proxy_port) for _ in range(5)]
         assert max(times) < 1.0, times
