@@ -11,8 +11,11 @@ of every turn (wrk hands over each latency it saw), and each turn's own p99 is s
 Besides requests/s, it reports the CPU time the gunicorn workers spent per request, which
 varies less from run to run.
 
-Every request is a distinct delivery (its own X-Zendesk-Webhook-Invocation-Id), so deskmark
-must verify, de-duplicate and enqueue each one; after each round the queue is counted to prove it.
+Every request is a distinct, validly signed delivery (its own event id in the body, so its own
+signature, and its own X-Zendesk-Webhook-Invocation-Id): deskmark must verify, de-duplicate and
+enqueue each one, and no request takes the cheaper duplicate path; after each round the queue is
+counted to prove it. The signed bodies are made beforehand (wrk's Lua has no HMAC) and read from
+a file; each round starts on an empty Redis.
 """
 
 from __future__ import annotations
@@ -44,16 +47,33 @@ SECRET = "bench-secret"
 GUNICORN = ["--worker-class", "gthread", "--config", "python:deskmark.gunicorn_conf"]
 LUA = """
 wrk.method = "POST"
-wrk.body = %(body)s
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Zendesk-Webhook-Signature"] = %(signature)s
 wrk.headers["X-Zendesk-Webhook-Signature-Timestamp"] = %(timestamp)s
-local prefix, n = "", 0
-function init(args) prefix = tostring({}):sub(10) .. os.time() end
+local signatures, bodies, n, count = {}, {}, 0, 0
+local threads, thread_counter = %(threads)d, 0
+function setup(thread)
+  thread:set("thread_no", thread_counter)
+  thread_counter = thread_counter + 1
+end
+function init(args)
+  -- Each wrk thread takes every `threads`-th signed request, so no two send the same one
+  -- (`thread_no` is the global setup() gave this thread).
+  local i = 0
+  for line in io.lines(%(requests)s) do
+    if i %% threads == thread_no then
+      local tab = line:find("\t", 1, true)
+      count = count + 1
+      signatures[count] = line:sub(1, tab - 1)
+      bodies[count] = line:sub(tab + 1)
+    end
+    i = i + 1
+  end
+end
 function request()
-  n = n + 1
-  wrk.headers["X-Zendesk-Webhook-Invocation-Id"] = prefix .. "-" .. n
-  return wrk.format()
+  n = n %% count + 1
+  wrk.headers["X-Zendesk-Webhook-Signature"] = signatures[n]
+  wrk.headers["X-Zendesk-Webhook-Invocation-Id"] = thread_no .. "-" .. n
+  return wrk.format(nil, nil, nil, bodies[n])
 end
 %(delay)s
 function done(summary, latency, requests)  -- every latency seen, to pool the turns
@@ -135,6 +155,8 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=0,
                         help="offer about this many requests/s in all, for the p99 of a busy hour "
                              "rather than of saturation (default 0: as many as each app takes)")
+    parser.add_argument("--distinct", type=int, default=60000,
+                        help="distinct signed requests prepared (more than one turn sends)")
     parser.add_argument("--workers", type=int, default=web_workers(),
                         help="gunicorn workers, for both apps (default: deskmark web's)")
     parser.add_argument("--threads", type=int, default=16,
@@ -151,13 +173,21 @@ def main() -> int:
     ticket = zendesk.create_ticket("Bench", "bench")
     comment = zendesk.add_comment(ticket, zendesk.CUSTOMER_ID, "photo", [("p.jpg", b"\xff\xd8\xff", "image/jpeg")],
                                   notify=False)
-    body = json.dumps(zendesk.event_for(ticket, comment, comment.attachments[0], zendesk.CUSTOMER_ID))
+    event = zendesk.event_for(ticket, comment, comment.attachments[0], zendesk.CUSTOMER_ID)
     timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    script = Path(tempfile.mkdtemp()) / "zendesk.lua"
+    folder = Path(tempfile.mkdtemp())
+    # More distinct requests than the fastest app answers in one turn (the queue is emptied
+    # between turns, so the same ones serve every turn).
+    signer = ZendeskSignature(SECRET)
+    with (folder / "requests.tsv").open("w") as out:
+        for n in range(args.distinct):
+            body = json.dumps({**event, "id": f"01BENCH{n:019d}"})
+            out.write(f"{signer.generate(timestamp, body.encode())}\t{body}\n")
+    script = folder / "zendesk.lua"
     # Paced: each connection waits connections/rate seconds before its next request.
     delay = f"function delay() return {args.connections * 1000 // args.rate} end" if args.rate else ""
-    script.write_text(LUA % {"body": lua_string(body), "timestamp": lua_string(timestamp), "delay": delay,
-                             "signature": lua_string(ZendeskSignature(SECRET).generate(timestamp, body.encode()))})
+    script.write_text(LUA % {"timestamp": lua_string(timestamp), "delay": delay, "threads": 2,
+                             "requests": lua_string(str(folder / "requests.tsv"))})
     env = {**os.environ, "REDIS_URL": redis.url, "ZENDESK_BASE_URL": "https://bench.zendesk.com",
            "ZENDESK_EMAIL": "bench@example.com", "ZENDESK_API_TOKEN": "bench", "ZENDESK_WEBHOOK_SECRET": SECRET,
            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp()}
@@ -205,7 +235,9 @@ def main() -> int:
     p99s = [o["p99"] for o in ours]
     pooled: dict[str, Counter[int]] = {name: sum((r["latencies"] for r in rounds[name]), Counter())
                                        for name in apps}
-    complete = all(o["enqueued"] >= o["requests"] and o["errors"] == 0 for o in ours)
+    # Every answered request enqueued once (wrk may have sent a few more it never saw answered).
+    complete = all(o["enqueued"] >= o["requests"] and o["errors"] == 0 for o in ours) and all(
+        o["requests"] < args.distinct for o in ours)
     if args.rate:  # both apps answer what is offered: the ratio says nothing
         print(f"\npaced: deskmark answered {median([o['rps'] for o in ours]):.0f} requests/s, the no-op "
               f"{median([b['rps'] for b in bare]):.0f} (medians; offered ~{args.rate})")

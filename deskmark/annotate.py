@@ -16,12 +16,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from integrations.config import Settings
 from integrations.errors import RateLimited, RetryableError, UnsafeURL, UnusablePhoto, VendorError
 from worker.marking import Marked, Marker, make_marker
 from worker.notes import agent_reason, what_was_marked
+from worker.records import Mark
 
 __all__ = ["run_annotate"]
 
@@ -64,7 +65,7 @@ def _mark_with_retries(marker: Marker, data: bytes, progress: Progress, label: s
     raise AssertionError("unreachable")
 
 
-def _summary(meta: dict[str, Any]) -> str:
+def _summary(meta: Mark) -> str:
     marks = meta.get("marks") or []
     if marks:
         return ", ".join(f"{m['label']} by {m['drawn_by']}" for m in marks)

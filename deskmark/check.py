@@ -7,18 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import openai
 import redis
 
 from integrations.config import ConfigError, Settings, masked_url
 from integrations.errors import VendorError
-from integrations.freshdesk.client import FreshdeskClient
+from integrations.helpdesk import HelpdeskSpec
 from integrations.models import retirement_problem, retirement_warning
 from integrations.openai_images import make_client, translate
+from integrations.registry import HELPDESKS
 from integrations.slack.notifier import SlackNotifier
-from integrations.zendesk.client import ZendeskClient
 
 __all__ = ["run_check", "Finding"]
 
@@ -65,33 +64,24 @@ def _openai(settings: Settings) -> Finding:
                    "; ".join(warnings) or None)
 
 
-def _signed_in(name: str, client: Any, base_url: str, who: str, auth_hint: str,
-               where_hint: str) -> Finding:
-    """One harmless call with a helpdesk client: whose id the credentials belong to."""
-    try:
-        user_id = client.own_user_id()
-    except VendorError as exc:
-        hint = auth_hint if exc.status in (401, 403) else where_hint
-        return Finding(name, False, f"{exc}: check {hint}")
-    finally:
-        client.close()
-    return Finding(name, True, f"{base_url}: signed in as {who} {user_id}")
+def _helpdesk(spec: HelpdeskSpec) -> Callable[[Settings], Finding]:
+    """One harmless call with the helpdesk's client: whose id the credentials belong to."""
 
+    def check(settings: Settings) -> Finding:
+        own = settings.helpdesk(spec.key)
+        if own is None:
+            return Finding(spec.key, True, f"off (no {spec.key.upper()}_* variables)")
+        client = spec.client(own, settings.attachment_hosts)
+        try:
+            user_id = client.own_user_id()
+        except VendorError as exc:
+            hint = spec.auth_hint if exc.status in (401, 403) else spec.where_hint
+            return Finding(spec.key, False, f"{exc}: check {hint}")
+        finally:
+            client.close()
+        return Finding(spec.key, True, f"{own.base_url}: signed in as user {user_id}")
 
-def _zendesk(settings: Settings) -> Finding:
-    if settings.zendesk is None:
-        return Finding("zendesk", True, "off (no ZENDESK_* variables)")
-    auth = "ZENDESK_OAUTH_TOKEN" if settings.zendesk.oauth_token else "ZENDESK_EMAIL / ZENDESK_API_TOKEN"
-    return _signed_in("zendesk", ZendeskClient(settings.zendesk), settings.zendesk.base_url, "user",
-                      auth, "ZENDESK_SUBDOMAIN / ZENDESK_BASE_URL and the network")
-
-
-def _freshdesk(settings: Settings) -> Finding:
-    if settings.freshdesk is None:
-        return Finding("freshdesk", True, "off (no FRESHDESK_* variables)")
-    return _signed_in("freshdesk", FreshdeskClient(settings.freshdesk), settings.freshdesk.base_url,
-                      "agent", "FRESHDESK_API_KEY (Profile settings > View API key)",
-                      "FRESHDESK_DOMAIN / FRESHDESK_BASE_URL and the network")
+    return check
 
 
 def _slack(settings: Settings) -> Finding:
@@ -113,7 +103,7 @@ def _slack(settings: Settings) -> Finding:
 
 
 CHECKS: list[Callable[[Settings], Finding]] = [
-    _redis, _openai, _zendesk, _freshdesk, _slack,
+    _redis, _openai, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack,
 ]
 
 

@@ -9,6 +9,7 @@ import time
 
 from integrations.config import ConfigError, Settings
 from integrations.models import retirement_problem, retirement_warning
+from integrations.registry import HELPDESKS
 
 __all__ = ["main"]
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--serve", action="store_true", help="keep running after the note lands")
     demo.add_argument("--out", default="deskmark-demo", help="where to write the marked photo")
     demo.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
-    demo.add_argument("--helpdesk", choices=["zendesk", "freshdesk"], default="zendesk",
+    demo.add_argument("--helpdesk", choices=list(HELPDESKS), default="zendesk",
                       help="which sandbox helpdesk to run the flow on")
     demo.set_defaults(func=cmd_demo)
 

@@ -1,13 +1,14 @@
 """`deskmark demo`: the whole flow on this machine, with no accounts and no servers to install.
 
-An embedded Redis, the web app, one worker process, and a sandbox helpdesk (Zendesk, or Freshdesk
-with `--helpdesk freshdesk`) seeded with a ticket whose customer attached a photo of a cracked
-phone. The sandbox sends the webhook the real helpdesk would send; the demo waits for
-deskmark's private note and saves the marked photo.
+An embedded Redis, the web app, one worker process, and a sandbox helpdesk (Zendesk, or any
+other in the registry with `--helpdesk`) seeded with a ticket whose customer attached a photo
+of a cracked phone. The sandbox sends the webhook the real helpdesk would send; the demo waits
+for deskmark's private note and saves the marked photo.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import subprocess
@@ -16,13 +17,13 @@ import time
 from pathlib import Path
 
 from deskmark.redis_server import EmbeddedRedis
-from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from deskmark.sandbox.photos import damaged_product
-from deskmark.sandbox.server import LoopbackServer
-from deskmark.sandbox.zendesk import SandboxZendesk
+from deskmark.sandbox.server import HelpdeskSandbox, LoopbackServer
 from integrations.config import Settings
+from integrations.helpdesk import HelpdeskSpec
+from integrations.registry import HELPDESKS
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "make_sandbox"]
 
 NOTE_TIMEOUT_SECONDS = 300  # an OpenAI edit can take two minutes or more
 
@@ -31,19 +32,19 @@ def _say(message: str) -> None:
     print(f"deskmark demo: {message}", flush=True)
 
 
-def demo_environment(redis_url: str, sandbox: SandboxZendesk | SandboxFreshdesk,
-                     secret: str) -> dict[str, str]:
+def make_sandbox(spec: HelpdeskSpec) -> HelpdeskSandbox:
+    """The helpdesk's loopback stand-in, named by its spec ("module:Class"), not started."""
+    module, _, name = spec.sandbox.partition(":")
+    sandbox: HelpdeskSandbox = getattr(importlib.import_module(module), name)()
+    return sandbox
+
+
+def demo_environment(redis_url: str, sandbox: HelpdeskSandbox, secret: str) -> dict[str, str]:
     """The worker's environment: the user's own, minus any real vendor, plus the sandbox."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ZENDESK_", "FRESHDESK_", "SLACK_", "REDIS_URL"))}
+    vendors = (*(f"{key.upper()}_" for key in HELPDESKS), "SLACK_", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(vendors)}
     env.update({"REDIS_URL": redis_url, "DESKMARK_ATTACHMENT_HOSTS": sandbox.files_host})
-    if isinstance(sandbox, SandboxZendesk):
-        env.update({"ZENDESK_BASE_URL": sandbox.url, "ZENDESK_EMAIL": sandbox.email,
-                    "ZENDESK_API_TOKEN": sandbox.api_token, "ZENDESK_WEBHOOK_SECRET": secret,
-                    "ZENDESK_WARRANTY_GROUP_ID": "360000001"})
-    else:
-        env.update({"FRESHDESK_BASE_URL": sandbox.url, "FRESHDESK_API_KEY": sandbox.api_key,
-                    "FRESHDESK_WEBHOOK_SECRET": secret, "FRESHDESK_WARRANTY_GROUP_ID": "48000001"})
+    env.update(sandbox.environment(secret))
     return env
 
 
@@ -52,35 +53,14 @@ DESCRIPTION = ("Hi, my new phone arrived today and the screen is cracked near th
                "Photo attached. Can I get a replacement?")
 
 
-def _seed(sandbox: SandboxZendesk | SandboxFreshdesk, photo: bytes) -> int:
-    """A customer ticket with a photo; the helpdesk sends its webhook, as it would for real."""
-    if isinstance(sandbox, SandboxZendesk):
-        ticket_id = sandbox.create_ticket(SUBJECT, DESCRIPTION, tags=["shipping_damage"])
-        sandbox.add_comment(ticket_id, sandbox.CUSTOMER_ID, "Here is a photo of the damage.",
-                            [("IMG_4032.jpg", photo, "image/jpeg")])
-        return ticket_id
-    ticket_id = sandbox.create_ticket(SUBJECT, f"<div>{DESCRIPTION}</div>",
-                                      [("IMG_4032.jpg", photo, "image/jpeg")],
-                                      tags=["shipping_damage"])
-    status = sandbox.fire(ticket_id)
-    if status != 202:
-        raise RuntimeError(f"the web app answered {status} to the Freshdesk webhook")
-    return ticket_id
-
-
-def _marked_notes(sandbox: SandboxZendesk | SandboxFreshdesk, ticket_id: int) -> list[tuple[bytes, str]]:
-    notes = sandbox.notes(ticket_id)
-    return [(n.attachments[0].data, n.attachments[0].content_type) for n in notes if n.attachments]
-
-
 def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
              helpdesk: str = "zendesk") -> int:
     started = time.monotonic()
     redis = EmbeddedRedis().start()
     _say(f"embedded Redis on {redis.url}")
-    sandbox: SandboxZendesk | SandboxFreshdesk = (
-        SandboxZendesk() if helpdesk == "zendesk" else SandboxFreshdesk()).start()
-    _say(f"sandbox {helpdesk.capitalize()} on {sandbox.url}")
+    spec = HELPDESKS[helpdesk]
+    sandbox = make_sandbox(spec).start()
+    _say(f"sandbox {spec.title} on {sandbox.url}")
     secret = secrets.token_urlsafe(24)
     env = demo_environment(redis.url, sandbox, secret)
     settings = Settings.from_env(env, dotenv=None)
@@ -99,11 +79,11 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
     )
     try:
         sandbox.webhook_url = f"{web.url}/webhooks/{helpdesk}"
-        sandbox.webhook_secret = secret
         photo = damaged_product()
-        ticket_id = _seed(sandbox, photo)
-        _say(f"ticket #{ticket_id} created with a customer photo; {helpdesk.capitalize()} sent "
-             "the webhook")
+        ticket_id = sandbox.customer_photo_ticket(SUBJECT, DESCRIPTION,
+                                                  ("IMG_4032.jpg", photo, "image/jpeg"),
+                                                  tags=["shipping_damage"])
+        _say(f"ticket #{ticket_id} created with a customer photo; {spec.title} sent the webhook")
         note = _wait_for_note(sandbox, ticket_id, worker)
         if note is None:
             _say("no note arrived: see the worker's messages above")
@@ -116,9 +96,9 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
         extension = ".jpg" if content_type == "image/jpeg" else ".png"
         marked = out / f"{helpdesk}-ticket-{ticket_id}-marked{extension}"
         marked.write_bytes(data)
-        ticket = sandbox.tickets[ticket_id]
         _say(f"note posted on ticket #{ticket_id} after {time.monotonic() - started:.1f} s")
-        _say(f"tags now: {', '.join(ticket.tags)}; group: {ticket.group_id}")
+        _say(f"tags now: {', '.join(sandbox.ticket_tags(ticket_id))}; warranty review assigned "
+             f"to {sandbox.warranty_assignee(ticket_id)}")
         print(f"marked image: {marked.resolve()}")
         print(f"original:     {original.resolve()}")
         print(f"dashboard:    {web.url}/")
@@ -140,15 +120,15 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
         redis.cleanup()
 
 
-def _wait_for_note(sandbox: SandboxZendesk | SandboxFreshdesk, ticket_id: int,
+def _wait_for_note(sandbox: HelpdeskSandbox, ticket_id: int,
                    worker: subprocess.Popen[bytes]) -> tuple[bytes, str] | None:
     deadline = time.monotonic() + NOTE_TIMEOUT_SECONDS
     next_report = time.monotonic() + 10
     while time.monotonic() < deadline:
-        notes = _marked_notes(sandbox, ticket_id)
+        notes = sandbox.marked_notes(ticket_id)
         # The note comes first, the escalation (tags, group) right after: wait for both, so
         # that what the demo prints is the ticket as deskmark leaves it.
-        if notes and "warranty_review" in sandbox.tickets[ticket_id].tags:
+        if notes and "warranty_review" in sandbox.ticket_tags(ticket_id):
             return notes[0]
         if worker.poll() is not None:
             _say(f"the worker exited with code {worker.returncode}")

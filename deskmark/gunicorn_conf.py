@@ -34,4 +34,5 @@ def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        mark_dead: Any = multiprocess.mark_process_dead  # untyped in prometheus_client
+        mark_dead(worker.pid)

@@ -10,44 +10,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ConfigError", "Settings", "ZendeskSettings", "FreshdeskSettings", "SlackSettings"]
+from integrations.env import ConfigError, Reader
+
+__all__ = ["ConfigError", "Settings", "SlackSettings", "masked_url", "url_password"]
 
 QUALITIES = ("low", "medium", "high", "auto")
 PROVIDERS = ("openai", "local")
 DEFAULT_EDIT_MODEL = "gpt-image-2"
 DEFAULT_LOCATE_MODEL = "gpt-5.4"
-
-
-class ConfigError(Exception):
-    """The configuration cannot work; `problems` lists what to fix, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-@dataclass(frozen=True)
-class ZendeskSettings:
-    base_url: str
-    email: str | None
-    api_token: str | None
-    oauth_token: str | None
-    webhook_secret: str
-    warranty_group_id: int | None
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.base_url).netloc
-
-
-@dataclass(frozen=True)
-class FreshdeskSettings:
-    base_url: str
-    api_key: str
-    webhook_secret: str
-    warranty_group_id: int | None
 
 
 @dataclass(frozen=True)
@@ -84,8 +57,8 @@ class Settings:
     retention_days: int = 14
     attachment_hosts: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
-    zendesk: ZendeskSettings | None = field(default=None, repr=False)
-    freshdesk: FreshdeskSettings | None = field(default=None, repr=False)
+    # The helpdesks that are configured, by key (integrations.registry), each its own settings.
+    helpdesks: Mapping[str, Any] = field(default_factory=dict, repr=False)
     slack: SlackSettings | None = field(default=None, repr=False)
 
     @classmethod
@@ -102,13 +75,17 @@ class Settings:
         return _parse(env)
 
     def vendors_on(self) -> list[str]:
-        return [name for name in ("zendesk", "freshdesk", "slack") if getattr(self, name)]
+        return [*self.helpdesks, *(["slack"] if self.slack else [])]
+
+    def helpdesk(self, key: str) -> Any | None:
+        """The settings of helpdesk `key`; None when it is not configured."""
+        return self.helpdesks.get(key)
 
     def describe(self) -> dict[str, object]:
         """A secret-free summary for logs and `deskmark check`."""
         out: dict[str, object] = {}
         for f in fields(self):
-            if f.name in ("openai_api_key", "admin_token", "zendesk", "freshdesk", "slack"):
+            if f.name in ("openai_api_key", "admin_token", "helpdesks", "slack"):
                 continue
             value = getattr(self, f.name)
             out[f.name] = masked_url(value) if f.name.endswith("_url") and value else value
@@ -118,11 +95,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret in this configuration, for the log redactor."""
         found = [self.openai_api_key or "", self.admin_token or "", url_password(self.redis_url)]
-        if self.zendesk:
-            found += [self.zendesk.api_token or "", self.zendesk.oauth_token or "",
-                      self.zendesk.webhook_secret]
-        if self.freshdesk:
-            found += [self.freshdesk.api_key, self.freshdesk.webhook_secret]
+        for helpdesk in self.helpdesks.values():
+            found += helpdesk.secrets()
         if self.slack:
             found += [self.slack.bot_token, self.slack.signing_secret]
         return [secret for secret in found if secret]
@@ -145,68 +119,8 @@ def masked_url(url: str) -> str:
     return parts._replace(netloc=f"{user}***@{host}").geturl()
 
 
-class _Reader:
-    """Reads variables and collects every problem, so that one error names them all."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
-        return value or None
-
-    def any(self, *names: str) -> bool:
-        return any(self.get(n) for n in names)
-
-    def require(self, vendor: str, *names: str) -> None:
-        for name in names:
-            if not self.get(name):
-                self.problems.append(f"{vendor}: set {name}")
-
-    def number(self, name: str, default: float, kind: type[int] | type[float]) -> float:
-        raw = self.get(name)
-        if raw is None:
-            return default
-        try:
-            value = kind(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not a {kind.__name__}")
-            return default
-        if value < 0:
-            self.problems.append(f"{name} must not be negative (got {raw})")
-            return default
-        return value
-
-    def group(self, name: str) -> int | None:
-        raw = self.get(name)
-        if raw is not None and not raw.isdigit():
-            self.problems.append(f"{name}={raw!r} must be a numeric group id")
-            return None
-        return int(raw) if raw else None
-
-    def url(self, name: str, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.problems.append(f"{name}={value!r} is not an http(s) URL")
-        return value.rstrip("/")
-
-    def base_url(self, vendor: str, base_var: str, account_var: str, template: str) -> str:
-        """The vendor's API root: the override, else built from the account name."""
-        base, account = self.get(base_var), self.get(account_var)
-        if base:
-            return self.url(base_var, base)
-        if account:
-            return template.format(account.split(".")[0])
-        self.problems.append(f"{vendor}: set {account_var} (or {base_var})")
-        return ""
-
-    def csv(self, name: str) -> tuple[str, ...]:
-        return tuple(item.strip() for item in (self.get(name) or "").split(",") if item.strip())
-
-
 def _parse(env: Mapping[str, str]) -> Settings:
-    r = _Reader(env)
+    r = Reader(env)
     openai_key = r.get("OPENAI_API_KEY")
     provider = (r.get("DESKMARK_EDIT_PROVIDER") or ("openai" if openai_key else "local")).lower()
     if provider not in PROVIDERS:
@@ -221,8 +135,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         r.problems.append(f"DESKMARK_EDIT_QUALITY={quality!r}: use one of {', '.join(QUALITIES)}")
     base_url = r.get("OPENAI_BASE_URL")
     redis_url = r.get("REDIS_URL") or "redis://localhost:6379/0"
-    if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-        r.problems.append(f"REDIS_URL={redis_url!r} must start with redis://, rediss:// or unix://")
+    if urlsplit(redis_url).scheme not in ("redis", "rediss"):
+        r.problems.append(f"REDIS_URL={redis_url!r} must start with redis:// or rediss:// "
+                          "(Celery's Redis transport takes no other)")
     # DESKMARK_LOCATE_MODEL set but empty turns locating off; unset means the default.
     locate = env.get("DESKMARK_LOCATE_MODEL")
     locate_model = DEFAULT_LOCATE_MODEL if locate is None else (locate.strip() or None)
@@ -244,8 +159,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         retention_days=int(r.number("DESKMARK_RETENTION_DAYS", 14, int)),
         attachment_hosts=tuple(h.lower() for h in r.csv("DESKMARK_ATTACHMENT_HOSTS")),
         admin_token=r.get("DESKMARK_ADMIN_TOKEN"),
-        zendesk=_zendesk(r),
-        freshdesk=_freshdesk(r),
+        helpdesks=_helpdesks(r),
         slack=_slack(r),
     )
     if settings.visibility_timeout < 10:
@@ -260,47 +174,14 @@ def _parse(env: Mapping[str, str]) -> Settings:
     return settings
 
 
-def _zendesk(r: _Reader) -> ZendeskSettings | None:
-    if not r.any("ZENDESK_SUBDOMAIN", "ZENDESK_BASE_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN",
-                 "ZENDESK_OAUTH_TOKEN", "ZENDESK_WEBHOOK_SECRET"):
-        return None
-    base = r.base_url("Zendesk", "ZENDESK_BASE_URL", "ZENDESK_SUBDOMAIN", "https://{}.zendesk.com")
-    email, token, oauth = r.get("ZENDESK_EMAIL"), r.get("ZENDESK_API_TOKEN"), r.get("ZENDESK_OAUTH_TOKEN")
-    if not oauth and not (email and token):
-        r.problems.append(
-            "Zendesk: set ZENDESK_OAUTH_TOKEN, or ZENDESK_EMAIL with ZENDESK_API_TOKEN "
-            "(API tokens are being retired by Zendesk on 2027-04-30: prefer OAuth)"
-        )
-    secret = r.get("ZENDESK_WEBHOOK_SECRET")
-    if not secret:
-        r.problems.append(
-            "Zendesk: set ZENDESK_WEBHOOK_SECRET to the webhook's signing secret "
-            "(Admin Center > Apps and integrations > Webhooks > your webhook > Reveal secret)"
-        )
-    return ZendeskSettings(
-        base_url=base,
-        email=email,
-        api_token=token,
-        oauth_token=oauth,
-        webhook_secret=secret or "",
-        warranty_group_id=r.group("ZENDESK_WARRANTY_GROUP_ID"),
-    )
+def _helpdesks(r: Reader) -> dict[str, Any]:
+    from integrations.registry import HELPDESKS  # the registry imports every helpdesk package
+
+    found = {key: spec.read(r) for key, spec in HELPDESKS.items()}
+    return {key: settings for key, settings in found.items() if settings is not None}
 
 
-def _freshdesk(r: _Reader) -> FreshdeskSettings | None:
-    if not r.any("FRESHDESK_DOMAIN", "FRESHDESK_BASE_URL", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):
-        return None
-    base = r.base_url("Freshdesk", "FRESHDESK_BASE_URL", "FRESHDESK_DOMAIN", "https://{}.freshdesk.com")
-    r.require("Freshdesk", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET")
-    return FreshdeskSettings(
-        base_url=base,
-        api_key=r.get("FRESHDESK_API_KEY") or "",
-        webhook_secret=r.get("FRESHDESK_WEBHOOK_SECRET") or "",
-        warranty_group_id=r.group("FRESHDESK_WARRANTY_GROUP_ID"),
-    )
-
-
-def _slack(r: _Reader) -> SlackSettings | None:
+def _slack(r: Reader) -> SlackSettings | None:
     names = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_CHANNEL_ID")
     if not r.any(*names):
         return None

@@ -41,12 +41,18 @@ IMAGE_TYPES = {
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".heic", ".heif"}
 
 
+class Headers(Protocol):
+    def get(self, name: str, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class RawRequest:
     """A vendor request as bytes and headers, free of any web framework."""
 
     body: bytes
-    headers: dict[str, str]  # lower-cased names
+    # Looked up by lower-case name: a dict with lower-case keys, or a mapping that ignores
+    # case (the web app passes werkzeug's request headers as they are).
+    headers: Headers
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -172,11 +178,16 @@ class NoteFile:
 
 
 class Helpdesk(Protocol):
-    """What the pipeline needs from a helpdesk; Zendesk, Freshdesk and the sandbox implement it."""
+    """What the pipeline needs from a helpdesk; every client in integrations/<key>/ implements it
+    (tests/test_helpdesk_contract.py runs each against its sandbox)."""
 
     vendor: str
 
-    def own_user_id(self) -> str: ...
+    def own_user_id(self) -> str:
+        """deskmark's own user (agent) id: its notes are never photos to mark."""
+        ...
+
+    def close(self) -> None: ...
 
     def ticket_url(self, ticket_id: str) -> str:
         """Where an agent opens the ticket (no API call)."""
@@ -202,7 +213,8 @@ class Helpdesk(Protocol):
         ...
 
     def escalate(self, ticket_id: str, tags: list[str], group_id: int | None) -> None:
-        """Add tags (keeping the existing ones) and assign the group, if any."""
+        """Add tags (keeping the existing ones) and assign the warranty group (Gorgias: team),
+        if any."""
         ...
 
 

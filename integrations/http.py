@@ -7,6 +7,7 @@ the user agent and auth, and `raise_for_vendor` maps 429/5xx/4xx to `integration
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Mapping
 
@@ -14,7 +15,7 @@ import httpx
 
 from integrations.errors import PermanentError, RateLimited, RetryableError
 
-__all__ = ["USER_AGENT", "make_http_client", "raise_for_vendor", "parse_retry_after", "call"]
+__all__ = ["USER_AGENT", "make_http_client", "raise_for_vendor", "parse_retry_after", "call", "Paced"]
 
 USER_AGENT = "deskmark/0.1 (+https://github.com/deskmark/deskmark)"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -81,3 +82,31 @@ def call(client: httpx.Client, vendor: str, method: str, url: str, **kw: object)
     except httpx.TransportError as exc:
         raise RetryableError(f"{vendor} unreachable on {method} {url}: {exc}", vendor=vendor) from exc
     return raise_for_vendor(response, vendor)
+
+
+class Paced:
+    """Calls to a vendor whose account-wide rate budget is spent wait, rather than spend the
+    next window's calls on 429s: after a 429 (for its Retry-After), or when the vendor says no
+    calls are left, every call of this client raises RateLimited until the pause ends, which
+    the worker turns into a retry at that time."""
+
+    def __init__(self, client: httpx.Client, vendor: str) -> None:
+        self.client = client
+        self.vendor = vendor
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def request(self, method: str, url: str, **kw: object) -> httpx.Response:
+        wait = self._paused_until - time.monotonic()
+        if wait > 0:
+            raise RateLimited(f"{self.vendor} rate limit reached; waiting {wait:.0f} s",
+                              retry_after=wait, vendor=self.vendor, status=429)
+        try:
+            return call(self.client, self.vendor, method, url, **kw)
+        except RateLimited as exc:
+            self.pause(exc.retry_after or 60)
+            raise
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)

@@ -21,6 +21,7 @@ import pytest
 
 from deskmark.redis_server import EmbeddedRedis
 from deskmark.sandbox.freshdesk import SandboxFreshdesk
+from deskmark.sandbox.gorgias import SandboxGorgias
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
@@ -30,6 +31,7 @@ from integrations.config import Settings
 WEBHOOK_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 WARRANTY_GROUP = "4242"
 FRESHDESK_GROUP = "5353"
+GORGIAS_SECRET = "gorgias-webhook-secret-for-tests"
 APPROVER = "U0APPROVER1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -73,6 +75,14 @@ def freshdesk() -> Iterator[SandboxFreshdesk]:
 
 
 @pytest.fixture(scope="session")
+def gorgias() -> Iterator[SandboxGorgias]:
+    # Two messages a page: every ticket with more than two messages is read across cursors.
+    sandbox = SandboxGorgias(max_limit=2).start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session")
 def slack() -> Iterator[SandboxSlack]:
     sandbox = SandboxSlack().start()
     yield sandbox
@@ -88,14 +98,15 @@ def openai_fake() -> Iterator[SandboxOpenAI]:
 
 @pytest.fixture(autouse=True)
 def _reset_fakes(request: pytest.FixtureRequest) -> None:
-    for name in ("zendesk", "freshdesk", "slack", "openai_fake"):
+    for name in ("zendesk", "freshdesk", "gorgias", "slack", "openai_fake"):
         if name in request.fixturenames:
             request.getfixturevalue(name).faults.clear()
 
 
 @pytest.fixture(scope="session")
 def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
-                 slack: SandboxSlack, openai_fake: SandboxOpenAI) -> dict[str, str]:
+                 gorgias: SandboxGorgias, slack: SandboxSlack,
+                 openai_fake: SandboxOpenAI) -> dict[str, str]:
     """The configuration a deployer would write, pointing at the loopback vendors."""
     return {
         "REDIS_URL": redis_url,
@@ -113,7 +124,8 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
         "FRESHDESK_API_KEY": freshdesk.api_key,
         "FRESHDESK_WEBHOOK_SECRET": freshdesk.webhook_secret,
         "FRESHDESK_WARRANTY_GROUP_ID": FRESHDESK_GROUP,
-        "DESKMARK_ATTACHMENT_HOSTS": f"{zendesk.files_host},{freshdesk.files_host}",
+        **gorgias.environment(GORGIAS_SECRET),
+        "DESKMARK_ATTACHMENT_HOSTS": f"{zendesk.files_host},{freshdesk.files_host},{gorgias.files_host}",
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": slack.signing_secret,
         "SLACK_CHANNEL_ID": slack.CHANNEL,
@@ -129,7 +141,7 @@ def settings(deskmark_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def web(settings: Settings, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
-        slack: SandboxSlack) -> Iterator[LoopbackServer]:
+        gorgias: SandboxGorgias, slack: SandboxSlack) -> Iterator[LoopbackServer]:
     """The web app on a real port; the sandbox Zendesk sends its webhooks here."""
     from webhooks import create_app
 
@@ -137,6 +149,7 @@ def web(settings: Settings, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk
     zendesk.webhook_url = f"{server.url}/webhooks/zendesk"
     zendesk.webhook_secret = WEBHOOK_SECRET
     freshdesk.webhook_url = f"{server.url}/webhooks/freshdesk"
+    gorgias.webhook_url = f"{server.url}/webhooks/gorgias"
     slack.interactivity_url = f"{server.url}/webhooks/slack/interactions"
     yield server
     server.stop()

@@ -39,7 +39,7 @@ def test_a_wrong_zendesk_token_fails_and_says_what_to_fix(deskmark_env: dict[str
     result = check({**deskmark_env, "ZENDESK_API_TOKEN": "wrong"}, tmp_path)
     assert result.returncode == 1
     assert "zendesk        FAIL" in result.stdout and "401" in result.stdout
-    assert "check ZENDESK_EMAIL / ZENDESK_API_TOKEN" in result.stdout
+    assert "check ZENDESK_OAUTH_TOKEN (or ZENDESK_EMAIL / ZENDESK_API_TOKEN)" in result.stdout
 
 
 def test_a_wrong_openai_key_and_missing_settings_fail(deskmark_env: dict[str, str],

@@ -114,12 +114,12 @@ def test_inline_images_are_read_from_html() -> None:
 # --- the client against the loopback Freshdesk --------------------------------------------------
 def test_the_client_pages_conversations_and_honours_429(settings: Settings,
                                                        freshdesk: SandboxFreshdesk) -> None:
-    assert settings.freshdesk is not None
+    assert settings.helpdesk("freshdesk") is not None
     ticket_id = freshdesk.create_ticket("Paging", "many replies")
     for i in range(5):
         freshdesk.add_reply(ticket_id, f"reply {i}", [(f"r{i}.jpg", b"\xff\xd8\xff", "image/jpeg")])
     freshdesk.per_page = 2
-    client = FreshdeskClient(settings.freshdesk, settings.attachment_hosts)
+    client = FreshdeskClient(settings.helpdesk("freshdesk"), settings.attachment_hosts)
     try:
         assert [p.filename for p in client.photos(str(ticket_id))] == [f"r{i}.jpg" for i in range(5)]
         pages = [r for r in freshdesk.requests if r["path"].endswith(f"/{ticket_id}/conversations")]
@@ -253,6 +253,6 @@ def test_check_signs_in_to_freshdesk(deskmark_env: dict[str, str], tmp_path: Pat
     from tests.test_check import check
 
     result = check(deskmark_env, tmp_path)
-    assert result.returncode == 0 and "signed in as agent 77000001" in result.stdout
+    assert result.returncode == 0 and "signed in as user 77000001" in result.stdout
     bad = check({**deskmark_env, "FRESHDESK_API_KEY": "nope"}, tmp_path)
     assert bad.returncode == 1 and "check FRESHDESK_API_KEY" in bad.stdout

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import pytest
 
+from worker.jobs import Job
 from worker.recovery import LEASE_SECONDS, REQUEUED_GRACE, RESTART_GRACE, LeaseLost, Leases, reap
 from worker.store import Store
 
@@ -19,9 +19,13 @@ def store(redis_url: str) -> Store:
 
 def job(store: Store, state: str) -> str:
     job_id = f"dm-{uuid.uuid4().hex[:12]}"
-    store.create_job(job_id, {"vendor": "zendesk", "ticket_id": "7", "photo": {"attachment_id": "1"}})
+    store.create_job(job_id, {"vendor": "zendesk", "ticket_id": "7", "photo": PHOTO})
     store.update(job_id, {"state": state})
     return job_id
+
+
+PHOTO = {"attachment_id": "1", "filename": "a.jpg", "content_type": "image/jpeg",
+         "url": "https://acme.zendesk.com/a/1"}
 
 
 def test_only_jobs_without_a_live_lease_and_past_due_are_queued_again(store: Store) -> None:
@@ -37,10 +41,10 @@ def test_only_jobs_without_a_live_lease_and_past_due_are_queued_again(store: Sto
     store.watch(waiting_lost, now - 5)  # due, and nobody started it
     store.watch(finished, now - 1)
     store.update(finished, {"state": "done"})  # finishing takes it off the watch list
-    queued: list[dict[str, Any]] = []
+    queued: list[Job] = []
     assert sorted(reap(store, queued.append, now)) == sorted([dead, waiting_lost])
-    assert sorted(j["job_id"] for j in queued) == sorted([dead, waiting_lost])
-    assert queued[0]["photo"] == {"attachment_id": "1"} and queued[0]["vendor"] == "zendesk"
+    assert sorted(j.job_id for j in queued) == sorted([dead, waiting_lost])
+    assert queued[0].photo.attachment_id == "1" and queued[0].vendor == "zendesk"
     assert store.job(dead)["state"] == "queued" and store.job(dead)["requeued"] == 1
     # Queued again once: not again before REQUEUED_GRACE, however many reapers run.
     assert reap(store, queued.append, now + 1) == [] and len(queued) == 2

@@ -184,8 +184,8 @@ def test_only_deskmarks_own_private_comment_counts_as_its_note(zendesk: SandboxZ
     from integrations.events import NoteFile
     from integrations.zendesk.client import ZendeskClient
 
-    assert settings.zendesk is not None
-    client = ZendeskClient(settings.zendesk, settings.attachment_hosts)
+    assert settings.helpdesk("zendesk") is not None
+    client = ZendeskClient(settings.helpdesk("zendesk"), settings.attachment_hosts)
     ticket_id = zendesk.create_ticket(f"Note check {uuid.uuid4().hex[:8]}", "Broken.")
     marker = "job dm-0123456789abcdef"  # derived from ids the customer can see
     zendesk.add_comment(ticket_id, CUSTOMER, f"not a note: {marker}", [], notify=False)

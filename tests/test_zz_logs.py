@@ -19,6 +19,7 @@ def test_no_secret_appears_in_the_worker_logs(worker: WorkerProcess, deskmark_en
     assert "HTTP Request" in text and "job_id" in text  # the logs did record the run
     secrets = [deskmark_env[k] for k in ("OPENAI_API_KEY", "ZENDESK_API_TOKEN", "ZENDESK_WEBHOOK_SECRET",
                                          "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET",
+                                         "GORGIAS_API_KEY", "GORGIAS_WEBHOOK_SECRET",
                                          "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")]
     for secret in secrets:
         assert secret not in text, f"a secret ({secret[:3]}…) is in the logs"

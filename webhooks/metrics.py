@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -68,7 +69,8 @@ def render(store: Store, settings: Settings) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.MultiProcessCollector(registry)
+        collector: Any = multiprocess.MultiProcessCollector  # untyped in prometheus_client
+        collector(registry)
     else:
         registry.register(WEBHOOKS)
     registry.register(RedisCollector(store, settings))

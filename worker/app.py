@@ -1,26 +1,30 @@
-"""The one function that owns Celery's configuration, for the worker and for the web app."""
+"""The one place that owns Celery's configuration, for the worker and for the web app, and the
+web app's way of sending a task (`Sender`)."""
 
 from __future__ import annotations
 
-import base64
-import json
+import collections
+import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 from celery import Celery
+from kombu import serialization
+from kombu.connection import Connection
 
 from integrations.config import Settings
 from worker import broker
 
-__all__ = ["make_celery", "task_message", "QUEUE"]
+__all__ = ["make_celery", "celery_config", "Sender", "QUEUE"]
 
 QUEUE = "deskmark"
 
 
-def make_celery(settings: Settings) -> Celery:
-    app = Celery("deskmark", broker=settings.redis_url, include=["worker.tasks"])
-    app.conf.update(
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = dict(
+        broker_url=settings.redis_url,
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -48,53 +52,64 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     if urlparse(settings.redis_url).scheme in broker.SCHEMES:
-        # kombu's Redis transport with the fix that keeps a worker consuming after a Redis
-        # restart (worker.broker). Sentinel and other URLs keep kombu's own.
-        app.conf.broker_transport = broker.TRANSPORT
+        # kombu's Redis transport with deskmark's two additions (worker.broker).
+        config["broker_transport"] = broker.TRANSPORT
+    return config
+
+
+def make_celery(settings: Settings | Callable[[], Settings]) -> Celery:
+    """A Celery app for `settings`, or for what `settings()` returns when Celery first needs
+    its configuration (the worker's tasks module builds nothing at import)."""
+    app = Celery("deskmark", include=["worker.tasks"])
+    app.add_defaults(lambda: celery_config(settings if isinstance(settings, Settings) else settings()))
     return app
 
 
-def task_message(app: Celery, name: str, args: list[Any]) -> str:
-    """A task message for `name(*args)`, exactly as Celery would put it on the Redis queue.
+class Sender:
+    """Sends task messages from the web app, through public Celery and kombu APIs only: the
+    message is Celery's own (`app.amqp.create_task_message`), serialized by kombu's serializer
+    registry, and published on a kombu channel (`prepare_message`, `basic_publish`) to the
+    `deskmark` queue; with `accept`, the broker stores it with the webhook's accept script
+    (worker.broker). This is `send_task` minus its router (the queue is fixed), its publish
+    signals (none are used) and its producer pool and reconnect wrapper, which together cost
+    more than the rest of a webhook's Python (bench/ingest.py). A channel that fails is closed
+    and the webhook answered 503 (the vendor retries); the next one gets a new connection.
 
-    The web app pushes it itself, in the same atomic step that records the delivery (see
-    `Store.accept`), instead of going through kombu's producer: one Redis round trip per
-    webhook, and never a claimed delivery without its message. The protocol part (headers,
-    body) is Celery's own `as_task_v2`, made once per task name; kombu's Redis envelope around
-    it is serialized once too, and only the arguments, the task id and the delivery tag are
-    filled in per message.
+    Connections are kept for reuse in a deque, whose append and pop need no lock: there are
+    never more than the web threads that were sending at once, whether the server keeps its
+    threads (gunicorn) or starts one per request (werkzeug).
     """
-    envelope, body_tail = _envelope(app, name)
-    body = "[" + json.dumps(args) + body_tail
-    return envelope % {"body": base64.b64encode(body.encode()).decode(),
-                       "id": uuid.uuid4(), "tag": uuid.uuid4()}
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.idle: collections.deque[Connection] = collections.deque()
+
+    def send(self, name: str, args: list[Any], argsrepr: str,
+             accept: broker.Accept | None = None) -> None:
+        """Publish `name(*args)`; raises the broker's errors (the caller answers 503).
+        `argsrepr` is what logs and monitors show of the arguments (never a URL or a secret)."""
+        amqp: Any = self.app.amqp  # Celery's and kombu's APIs are untyped
+        headers, properties, body, _ = amqp.create_task_message(
+            str(uuid.uuid4()), name, args, {}, ignore_result=True, argsrepr=argsrepr,
+            kwargsrepr="{}")
+        encode: Any = serialization.dumps
+        content_type, content_encoding, payload = encode(body, serializer="json")
+        try:
+            connection = self.idle.pop()
+        except IndexError:
+            connection = self.app.connection_for_write()
+        try:
+            channel: Any = connection.default_channel
+            message = channel.prepare_message(payload, 0, content_type, content_encoding, headers,
+                                              {**properties, "delivery_mode": 2})
+            with broker.accepting(accept):  # None: a bare LPUSH, as kombu's own
+                channel.basic_publish(message, exchange="", routing_key=QUEUE)
+        except BaseException:
+            _close(connection)  # in an unknown state: a new one next time
+            raise
+        self.idle.append(connection)
 
 
-def _envelope(app: Celery, name: str) -> tuple[str, str]:
-    """kombu's Redis envelope for `name` as JSON text with %(body)s, %(id)s and %(tag)s left to
-    fill in (none of the three needs JSON escaping), and the end of the body after the args.
-    Headers and properties are Celery's own `as_task_v2`: only the task id differs between two
-    messages of the same task (the web app sends no eta, expiry, parent or group)."""
-    cache: dict[str, tuple[str, str]] = app.__dict__.setdefault("_deskmark_envelopes", {})
-    if name not in cache:
-        headers, properties, body, _ = app.amqp.as_task_v2(
-            "", name, args=[], kwargs={}, argsrepr="", kwargsrepr="", ignore_result=True)
-        text = json.dumps({
-            "body": "\0body",
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {**headers, "id": "\0id", "root_id": "\0id"},
-            "properties": {
-                **properties,
-                "correlation_id": "\0id",
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": QUEUE},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": "\0tag",
-            },
-        }).replace("%", "%%")
-        for field in ("body", "id", "tag"):
-            text = text.replace(json.dumps("\0" + field), f'"%({field})s"')
-        cache[name] = (text, ", {}, " + json.dumps(body[2]) + "]")
-    return cache[name]
+def _close(connection: Any) -> None:  # kombu's Connection.close is untyped
+    with contextlib.suppress(Exception):  # it is being thrown away
+        connection.close()

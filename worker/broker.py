@@ -1,45 +1,106 @@
-"""kombu's Redis transport with one fix, so that a worker keeps consuming after Redis restarts.
+"""kombu's Redis transport, with two additions: a worker keeps consuming after Redis restarts,
+and the web app's accept step (loop guard, duplicate check, enqueue) is one atomic script.
 
-The bug (celery 5.7, kombu 5.7; reproduced by tests/test_broker.py with kombu alone): when
-Redis goes away, Celery's consumer calls `connection.collect()`, then `connection.close()`.
-`collect()` tries to close each channel; a channel whose close needs Redis (a pending BRPOP, an
-auto-delete fanout queue such as Celery's control queue) raises a connection error, which
-`collect()` swallows, and then drops the transport's `client`. The next `close()`, or any ack
-still on its way from a running task, makes the channel build a new connection pool from that
-client: AttributeError("'NoneType' object has no attribute 'hostname'"). Celery treats that as
-unrecoverable, and the worker consumes nothing more.
+1. The restart bug (celery 5.7, kombu 5.7; reproduced by tests/test_broker.py with kombu alone):
+   when Redis goes away, Celery's consumer calls `connection.collect()`, then
+   `connection.close()`. `collect()` tries to close each channel; a channel whose close needs
+   Redis (a pending BRPOP, an auto-delete fanout queue such as Celery's control queue) raises a
+   connection error, which `collect()` swallows, and then drops the transport's `client`. The
+   next `close()`, or any ack still on its way from a running task, makes the channel build a
+   new connection pool from that client: AttributeError("'NoneType' object has no attribute
+   'hostname'"). Celery treats that as unrecoverable, and the worker consumes nothing more.
+   The fix: a channel whose transport has been closed raises a connection error instead, which
+   Celery handles as what it is. This overrides `_connparams`, a private method:
+   tests/test_broker.py pins the kombu versions it was checked against and shows the stock
+   transport still failing, so an upgrade is looked at.
 
-The fix: a channel whose transport has been closed raises a connection error instead, which
-Celery handles as what it is. The messages that could not be restored or acknowledged stay in
-kombu's unacknowledged index in Redis; kombu restores them after the visibility timeout, and
-deskmark's job state makes their second run a no-op.
+2. The accept step. The web app publishes Celery's own task message through a kombu channel
+   (worker.app.Sender), inside `accepting(...)`. kombu hands the finished message to the
+   channel's `_put(queue, message)`, the method every kombu virtual transport implements to
+   store a message (kombu's "implementing a virtual transport" API); ours runs, instead of a
+   bare LPUSH, a redis-py `Script` that does the loop guard, the duplicate check and the LPUSH
+   of that very message in one step, and hands back what it did. Outside `accepting` (the
+   worker's retries, replays, Slack clicks) `_put` is kombu's own. tests/test_enqueue.py shows
+   that what the web app enqueues is consumed by the installed Celery.
 
-This overrides `_connparams`, a private method: tests/test_broker.py pins the kombu versions it
-was checked against and shows the stock transport still failing, so an upgrade is looked at.
-`make_celery` selects this transport through Celery's documented `broker_transport` setting,
-for redis:// and rediss:// URLs only.
+`make_celery` selects this transport through Celery's documented `broker_transport` setting.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.utils import json as kombu_json
+from redis.commands.core import Script
 
-__all__ = ["Channel", "Transport", "TRANSPORT", "SCHEMES"]
+__all__ = ["Accept", "Channel", "Transport", "TRANSPORT", "SCHEMES", "accepting"]
+
+# kombu's own JSON (what its Redis transport stores messages with); untyped in kombu.
+dumps: Callable[[Any], str] = kombu_json.dumps
 
 TRANSPORT = "worker.broker:Transport"
 SCHEMES = ("redis", "rediss")
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+@dataclass
+class Accept:
+    """One accept step: `script(keys=[*before, queue, *after], args=[*args, message])`."""
+
+    script: Script
+    keys_before: list[str]
+    keys_after: list[str]
+    args: list[str | int]
+    outcome: str | None = field(default=None, init=False)
+
+    def run(self, client: redis.Redis, queue: str, message: str) -> None:
+        result = self.script(keys=[*self.keys_before, queue, *self.keys_after],
+                             args=[*self.args, message], client=client)
+        self.outcome = result.decode() if isinstance(result, bytes) else str(result)
+
+
+_accepting: ContextVar[Accept | None] = ContextVar("deskmark_accepting", default=None)
+
+
+class accepting:  # noqa: N801 - a context manager, used as `with accepting(step):`
+    """Messages published in this block are stored by `accept`'s script, not by a bare LPUSH.
+    (A class rather than @contextmanager: it runs on every webhook.)"""
+
+    __slots__ = ("accept", "token")
+
+    def __init__(self, accept: Accept | None) -> None:
+        self.accept = accept
+
+    def __enter__(self) -> Accept | None:
+        self.token = _accepting.set(self.accept)
+        return self.accept
+
+    def __exit__(self, *exc: object) -> None:
+        _accepting.reset(self.token)
+
+
+class Channel(kombu_redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection.client is None:
-            # The connection was closed under this channel (see the module docstring).
+            # The connection was closed under this channel (see 1. above).
             raise redis.exceptions.ConnectionError("the broker connection was closed")
-        return super()._connparams(asynchronous=asynchronous)
+        base: Any = super()  # kombu's methods are untyped
+        return base._connparams(asynchronous=asynchronous)
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        accept = _accepting.get()
+        if accept is None or kwargs.get("_publish_batch") is not None:
+            base: Any = super()  # kombu's methods are untyped
+            base._put(queue, message, **kwargs)
+            return
+        # deskmark sends no priorities: the message goes to the queue's own list, where a bare
+        # LPUSH would have put it (and where the consumer's BRPOP looks).
+        accept.run(self.client, queue, dumps(message))
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     Channel = Channel

@@ -110,7 +110,7 @@ def sniff(source: Source) -> str | None:
 
 def _register_heif() -> None:
     try:
-        import pillow_heif  # type: ignore[import-not-found]
+        import pillow_heif
     except ImportError as exc:
         raise UnusablePhoto(
             "HEIC/HEIF photo: install deskmark with the `heic` extra to read it"

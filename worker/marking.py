@@ -30,6 +30,7 @@ from integrations.openai_images import EditRequest, EditResult, Located, OpenAIE
 from worker import images, strokes
 from worker.local import LocalAnnotator
 from worker.notes import agent_reason
+from worker.records import DrawnMark, Mark
 
 __all__ = ["Editor", "Locator", "Marker", "Marked", "MemoryBudget", "PaidResults", "Reused", "make_marker",
            "DEFAULT_PROMPT", "build_prompt"]
@@ -104,7 +105,7 @@ def build_prompt(template: str | None, subject: str, description: str) -> str:
 @dataclass
 class Marked:
     image: bytes  # JPEG, what goes on the ticket
-    meta: dict[str, Any] = field(default_factory=dict)  # what the note and the job record say
+    meta: Mark = field(default_factory=lambda: Mark())  # what the note and the job record say
     before: bytes = b""  # small JPEGs for the dashboard: the customer's photo, upright
     after: bytes = b""  # ... and the marked one
     debug: dict[str, bytes] = field(default_factory=dict)  # `annotate --debug`: name → PNG
@@ -116,7 +117,7 @@ class Reused:
 
     job_id: str
     image: bytes
-    meta: dict[str, Any]
+    meta: Mark
     after: bytes = b""
 
 
@@ -230,11 +231,12 @@ class Marker:
         key = self.result_key(prepared.request_image)
         reused = results.reuse(key) if results is not None else None  # may raise Throttled
         if reused is not None:
-            meta = {**reused.meta, "reused_from": reused.job_id, "cost_usd": 0.0,
-                    "edit_cost_usd": 0.0, "request_id": None, "usage": {}, "edit_seconds": 0.0,
-                    "result_key": key}
-            if meta.get("located"):
-                meta["located"] = {**meta["located"], "cost_usd": 0.0, "request_id": None}
+            meta: Mark = {**reused.meta, "reused_from": reused.job_id, "cost_usd": 0.0,
+                          "edit_cost_usd": 0.0, "request_id": None, "usage": {},
+                          "edit_seconds": 0.0, "result_key": key}
+            located_before = meta.get("located")
+            if located_before:
+                meta["located"] = {**located_before, "cost_usd": 0.0, "request_id": None}
             return Marked(reused.image, meta, before, reused.after)
         reservation = None
         if self.gate is not None:
@@ -247,7 +249,7 @@ class Marker:
                 with self.memory.admit(PREPARE_EXTRA):
                     local = self.local.mark(prepared)
                     meta = _local_meta(local)
-                    meta.update(budget_reached=True, budget_usd=self.gate.budget)
+                    meta.update({"budget_reached": True, "budget_usd": self.gate.budget})
                     return Marked(local.image, meta, before, _thumb(images.load(local.image)))
         # While the calls below take their 20 s to 2 min, hold the compressed photo and the
         # request image only, not the decoded photo: it is decoded again for the composite.
@@ -305,7 +307,7 @@ class Marker:
 
 
 def _take_mark(data: images.Source, request_image: bytes, model_output: bytes, found: Located | None,
-               ) -> tuple[Image.Image, list[dict[str, Any]], strokes.Reading, Image.Image]:
+               ) -> tuple[Image.Image, list[DrawnMark], strokes.Reading, Image.Image]:
     """The delivered photo: the customer's, upright, with the model's verified strokes painted
     on, and deskmark's own mark around every located box whose model mark failed the check."""
     sent = images.load(request_image)
@@ -317,7 +319,7 @@ def _take_mark(data: images.Source, request_image: bytes, model_output: bytes, f
     del sent
     photo = images.fit_to(images.load(data, images.DECODE_FLOOR), images.DELIVERY_EDGE)
     strokes.paste_strokes(photo, output, reading)
-    marks: list[dict[str, Any]] = []
+    marks: list[DrawnMark] = []
     own: list[tuple[images.Box, str]] = []
     for damage, check in zip(located, reading.checks, strict=True):
         region = images.scale_box(damage.box, output.size, photo.size)
@@ -342,18 +344,18 @@ def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:
                   memory=MemoryBudget(settings.image_memory_mb))
 
 
-def _local_meta(result: EditResult) -> dict[str, Any]:
+def _local_meta(result: EditResult) -> Mark:
     region = [list(result.region)] if result.region else []
     return {"provider": result.provider, "model": result.model, "cost_usd": 0.0,
             "edit_cost_usd": 0.0, "request_id": None, "usage": {}, "edit_seconds": 0.0,
             "located": None, "labels": [result.label] if result.label else [], "regions": region,
-            "marks": [{"label": result.label, "region": region[0], "drawn_by": "deskmark",
+            "marks": [{"label": result.label or "", "region": region[0], "drawn_by": "deskmark",
                        "why": "no AI model was used", "coverage": None}] if region else [],
             "unlocated_mark": False, "marked": bool(region)}
 
 
-def _meta(result: EditResult, located: Located | None, marks: list[dict[str, Any]],
-          reading: strokes.Reading, seconds: float) -> dict[str, Any]:
+def _meta(result: EditResult, located: Located | None, marks: list[DrawnMark],
+          reading: strokes.Reading, seconds: float) -> Mark:
     locate_cost = located.cost_usd if located else 0.0
     costs = [result.cost_usd, locate_cost]
     return {

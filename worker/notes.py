@@ -7,8 +7,9 @@ import html
 from typing import Any
 
 from integrations.errors import VendorError
+from worker.records import Mark
 
-__all__ = ["note_html", "failure_html", "review_html", "agent_reason", "money", "delivered_name",
+__all__ = ["note_html", "note_marker", "failure_html", "review_html", "agent_reason", "money", "delivered_name",
            "what_was_marked", "AGENT_REASONS"]
 
 # Vendor error codes an agent may read about, in words.
@@ -40,13 +41,13 @@ def money(cost: float | None) -> str:
     return "cost unknown (no price on file for a model used)" if cost is None else f"cost ${cost:.4f}"
 
 
-def delivered_name(filename: str, mark: dict[str, Any]) -> str:
+def delivered_name(filename: str, mark: Mark) -> str:
     """The attachment's name: `<stem>-marked.jpg`, or `-unmarked.jpg` when nothing was marked."""
     stem = filename.rsplit(".", 1)[0] or "photo"
     return f"{stem}-marked.jpg" if mark.get("marked", True) else f"{stem}-unmarked.jpg"
 
 
-def what_was_marked(mark: dict[str, Any]) -> str:
+def what_was_marked(mark: Mark) -> str:
     """One line for Slack and logs: the labels, or why there are none."""
     if mark.get("labels"):
         return ", ".join(mark["labels"])
@@ -55,7 +56,7 @@ def what_was_marked(mark: dict[str, Any]) -> str:
     return "nothing (the damage could not be located; the photo is not marked)"
 
 
-def _not_located(mark: dict[str, Any]) -> str:
+def _not_located(mark: Mark) -> str:
     located = mark.get("located") or {}
     if located.get("problem"):
         return f"locating failed: {escape(located['problem'])}"
@@ -64,7 +65,7 @@ def _not_located(mark: dict[str, Any]) -> str:
     return "locating is off (DESKMARK_LOCATE_MODEL is empty)"
 
 
-def note_html(filename: str, mark: dict[str, Any], job_id: str) -> str:
+def note_html(filename: str, mark: Mark, job_id: str) -> str:
     model = escape(str(mark.get("model")))
     located = mark.get("located") or {}
     marked = mark.get("marked", True)
@@ -120,11 +121,17 @@ def note_html(filename: str, mark: dict[str, Any], job_id: str) -> str:
     cost = money(mark.get("cost_usd"))
     if located and mark.get("cost_usd") is not None and located.get("cost_usd") is not None:
         cost += f" (locate ${located['cost_usd']:.4f}, edit ${mark.get('edit_cost_usd') or 0:.4f})"
-    details = [f"Model: {model}", cost, f"job {job_id}"]
+    details = [f"Model: {model}", cost, note_marker(job_id)]
     if mark.get("request_id"):
         details.append(f"request {escape(str(mark['request_id']))}")
     lines.append("<p>" + " · ".join(details) + "</p>")
     return "\n".join(lines)
+
+
+def note_marker(job_id: str) -> str:
+    """What only the note with the marked photo says: before posting it again after an unclear
+    failure, the ticket is searched for it (the failure note names the job too, differently)."""
+    return f"marked photo of job {job_id}"
 
 
 def failure_html(filename: str, reason: str, job_id: str) -> str:

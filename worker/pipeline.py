@@ -16,11 +16,22 @@ from typing import Any
 
 from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
-from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent, job_id_for
+from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
+from worker.jobs import Job
 from worker.marking import Marker, Reused
-from worker.notes import agent_reason, delivered_name, failure_html, money, note_html, review_html, what_was_marked
+from worker.notes import (
+    agent_reason,
+    delivered_name,
+    failure_html,
+    money,
+    note_html,
+    note_marker,
+    review_html,
+    what_was_marked,
+)
+from worker.records import JobRecord, Mark
 from worker.recovery import Leases
 from worker.store import Store
 
@@ -89,7 +100,7 @@ class Runtime:
         return user_id
 
 
-def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
+def expand_event(event: TicketEvent, rt: Runtime) -> list[Job]:
     """The photo jobs an event asks for; records skipped attachments with their reasons."""
     helpdesk = rt.helpdesk(event.vendor)
     own = rt.own_user_id(event.vendor)
@@ -102,14 +113,15 @@ def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
             log.info("ignored: ticket %s has none of the trigger tags", event.ticket_id)
             return []
     photos = [event.photo] if event.photo else helpdesk.photos(event.ticket_id)
-    jobs: list[dict[str, Any]] = []
+    jobs: list[Job] = []
     for photo in photos:
         if photo.author_id and photo.author_id == own:
             continue  # deskmark's own notes
-        job_id = job_id_for(event.vendor, event.ticket_id, photo.attachment_id)
-        fields = {"vendor": event.vendor, "ticket_id": event.ticket_id,
-                  "attachment_id": photo.attachment_id, "filename": photo.filename,
-                  "photo": photo.to_dict(), "ticket_url": helpdesk.ticket_url(event.ticket_id)}
+        job = Job.for_photo(event.vendor, event.ticket_id, photo)
+        job_id = job.job_id
+        fields: JobRecord = {"vendor": event.vendor, "ticket_id": event.ticket_id,
+                             "attachment_id": photo.attachment_id, "filename": photo.filename,
+                             "photo": photo.to_dict(), "ticket_url": helpdesk.ticket_url(event.ticket_id)}
         if not photo.looks_like_image():
             if rt.store.create_job(job_id, fields):
                 rt.store.update(job_id, {"state": "skipped",
@@ -118,14 +130,13 @@ def expand_event(event: TicketEvent, rt: Runtime) -> list[dict[str, Any]]:
         rt.store.create_job(job_id, fields)
         if rt.store.job(job_id).get("state") in ("done", "skipped", "failed"):
             continue  # failed jobs come back through `deskmark replay`, not redeliveries
-        jobs.append({"job_id": job_id, "vendor": event.vendor, "ticket_id": event.ticket_id,
-                     "photo": photo.to_dict()})
+        jobs.append(job)
     return jobs
 
 
-def run_job(job: dict[str, Any], rt: Runtime) -> str:
+def run_job(job: Job, rt: Runtime) -> str:
     """Run one photo job to the end; return its final state. Raises VendorError to retry."""
-    job_id = job["job_id"]
+    job_id = job.job_id
     if rt.leases.acquire(job_id) is None:
         # Another worker is running it and renewing its lease. Should that worker die, the
         # reaper queues the job again (worker.recovery): this message has nothing to do.
@@ -148,13 +159,12 @@ def run_job(job: dict[str, Any], rt: Runtime) -> str:
         rt.leases.release(job_id)
 
 
-def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: int) -> str:
-    job_id, vendor, ticket_id = job["job_id"], job["vendor"], job["ticket_id"]
-    photo = SourcePhoto.from_dict(job["photo"])
+def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
+    job_id, vendor, ticket_id, photo = job.job_id, job.vendor, job.ticket_id, job.photo
     helpdesk = rt.helpdesk(vendor)
 
     marked = rt.store.marked(job_id)
-    mark: dict[str, Any] = record.get("mark") or {}
+    mark: Mark = record.get("mark") or {}
     ticket: Ticket | None = None  # fetched once, for the prompt and for the Slack review
     if marked is None:
         lost = int(record.get("edits_in_flight") or 0)
@@ -192,7 +202,8 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
 
     if not record.get("note_id"):
         rt.leases.check(job_id)  # never a second note from a worker that lost the job
-        note_id = helpdesk.find_note(ticket_id, job_id) if record.get("note_attempted") else None
+        note_id = (helpdesk.find_note(ticket_id, note_marker(job_id))
+                   if record.get("note_attempted") else None)
         if note_id is None:
             rt.store.update(job_id, {"note_attempted": True})
             note_id = helpdesk.post_note(
@@ -204,8 +215,8 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
 
     if not record.get("escalated"):
         rt.leases.check(job_id)
-        group = _warranty_group(rt.settings, vendor)
-        helpdesk.escalate(ticket_id, ESCALATION_TAGS, group)
+        own = rt.settings.helpdesk(vendor)
+        helpdesk.escalate(ticket_id, ESCALATION_TAGS, own.warranty_target if own else None)
         rt.store.update(job_id, {"escalated": True})
 
     if rt.notifier is not None and not record.get("slack_ts"):
@@ -223,8 +234,8 @@ def _steps(job: dict[str, Any], record: dict[str, Any], rt: Runtime, attempt: in
     return "done"
 
 
-def _ask_for_review(job_id: str, photo: SourcePhoto, record: dict[str, Any], rt: Runtime,
-                   ticket: Ticket, marked: bytes, mark: dict[str, Any]) -> None:
+def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runtime,
+                   ticket: Ticket, marked: bytes, mark: Mark) -> None:
     assert rt.notifier is not None
     ticket_id = ticket.id
     words = " ".join(f"{ticket.subject} — {ticket.description}".split())
@@ -332,11 +343,6 @@ def _apply_decision(job_id: str, decision: dict[str, Any], rt: Runtime) -> None:
         rt.store.update(job_id, {"review_shown": True})
 
 
-def _warranty_group(settings: Settings, vendor: str) -> int | None:
-    vendor_settings = getattr(settings, vendor, None)
-    return getattr(vendor_settings, "warranty_group_id", None)
-
-
 def failure_kind(reason: str, error: VendorError | None) -> str:
     """A short, stable name for a failure, for the dashboard's "failures by reason"."""
     if error is not None:
@@ -346,9 +352,9 @@ def failure_kind(reason: str, error: VendorError | None) -> str:
     return head if len(head) <= 60 else head[:59] + "…"
 
 
-def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError | None) -> None:
+def fail_job(job: Job, rt: Runtime, reason: str, error: VendorError | None) -> None:
     """Record a job that cannot finish, and tell the agents on the ticket where possible."""
-    job_id = job["job_id"]
+    job_id = job.job_id
     rt.store.bury(job_id)  # first: a job seen as "failed" is always in the dead letters
     rt.store.update(job_id, {"state": "failed", "reason": reason,
                              "last_error": error.record() if error else None})
@@ -358,9 +364,9 @@ def fail_job(job: dict[str, Any], rt: Runtime, reason: str, error: VendorError |
     if record.get("failure_noted") or record.get("note_id"):
         return
     try:
-        rt.helpdesk(job["vendor"]).post_note(
-            job["ticket_id"],
-            failure_html(job["photo"].get("filename", "photo"),
+        rt.helpdesk(job.vendor).post_note(
+            job.ticket_id,
+            failure_html(job.photo.filename or "photo",
                          agent_reason(error) if error else reason, job_id),
             [],
         )

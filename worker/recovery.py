@@ -24,10 +24,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
+from worker.jobs import Job
 from worker.store import TERMINAL_STATES, Store
 
 __all__ = ["Leases", "LeaseLost", "reap", "LEASE_SECONDS", "RENEW_EVERY", "REAP_EVERY",
@@ -97,7 +97,7 @@ class Leases:
                                 "step if another worker took it", job_id)
 
 
-def reap(store: Store, requeue: Callable[[dict[str, Any]], None],
+def reap(store: Store, requeue: Callable[[Job], None],
          now: float | None = None) -> list[str]:
     """Queue again every overdue job that no worker holds a lease on; return their ids."""
     now = time.time() if now is None else now
@@ -109,8 +109,7 @@ def reap(store: Store, requeue: Callable[[dict[str, Any]], None],
         if not record or record.get("state") in TERMINAL_STATES or record.get("kind") == "event":
             store.unwatch(job_id)
             continue
-        requeue({"job_id": job_id, "vendor": record["vendor"],
-                 "ticket_id": str(record["ticket_id"]), "photo": record["photo"]})
+        requeue(Job.from_record(job_id, record))
         store.update(job_id, {"state": "queued", "requeued": int(record.get("requeued") or 0) + 1,
                               "reason": f"its worker stopped while it was {record.get('state')}; "
                                         "queued again"})

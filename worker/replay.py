@@ -13,6 +13,7 @@ from typing import Any
 
 from integrations.config import Settings
 from worker.app import QUEUE, make_celery
+from worker.jobs import Job
 from worker.store import Store
 
 __all__ = ["replay", "replay_jobs"]
@@ -40,9 +41,8 @@ def replay_jobs(store: Store, celery: Any, job_ids: list[str]) -> list[tuple[str
         if record.get("kind") == "event":
             celery.send_task("deskmark.handle_event", args=[record["event"]], queue=QUEUE)
         else:
-            job = {"job_id": job_id, "vendor": record["vendor"],
-                   "ticket_id": str(record["ticket_id"]), "photo": record["photo"]}
-            celery.send_task("deskmark.process_photo", args=[job], queue=QUEUE)
+            celery.send_task("deskmark.process_photo", args=[Job.from_record(job_id, record).to_dict()],
+                             queue=QUEUE)
         store.update(job_id, {"state": "queued", "replayed": time.time(),
                               "reason": f"replayed after: {record.get('reason', '')}"[:300]})
         store.unbury(job_id)

@@ -33,16 +33,17 @@ Celery's own keys (the `deskmark` queue, kombu's `unacked` and `_kombu.*`) are t
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
+
+from worker.broker import Accept
+from worker.records import JobRecord, Mark
 
 __all__ = ["Store", "JOB_STATES", "TERMINAL_STATES", "DELIVERY_TTL", "SERIES_DAYS", "day_key"]
 
@@ -59,20 +60,21 @@ HEARTBEAT_TTL = 45
 
 
 # The webhook's one round trip: loop guard, de-duplication and enqueue, all or nothing.
-# KEYS: own user id, delivery key, scan key, queue, replay key. ARGV: actor id, message,
-# delivery TTL, scan TTL, check delivery (1/0), claim scan (1/0), check replay (1/0), replay TTL.
+# KEYS: own user id, delivery key, scan key, queue, replay key. ARGV: actor id, delivery TTL,
+# scan TTL, check delivery (1/0), claim scan (1/0), check replay (1/0), replay TTL, message
+# (kombu's, as its Redis transport would LPUSH it: worker.broker).
 _ACCEPT = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return 'own' end
-if ARGV[7] == '1' and not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[8]) then
+if ARGV[6] == '1' and not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[7]) then
   return 'duplicate'
 end
-if ARGV[5] == '1' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+if ARGV[4] == '1' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
   return 'duplicate'
 end
-if ARGV[6] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then
+if ARGV[5] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
   return 'scan queued'
 end
-redis.call('LPUSH', KEYS[4], ARGV[2])
+redis.call('LPUSH', KEYS[4], ARGV[8])
 return 'enqueued'
 """
 
@@ -113,59 +115,6 @@ return 0
 """
 
 
-def _pack(*args: bytes) -> bytes:
-    """One Redis command in RESP, from arguments that are already bytes."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
-    return b"".join(parts)
-
-
-class _Lanes:
-    """The webhook's own Redis connections: taken for one accept call, then put back.
-
-    The accept script is the whole of a webhook's Redis traffic, so it gets connections of its
-    own and sends the command packed by hand: no pool lock, no command layer (about 110 -> 80 us
-    of CPU per call on a two-core VM; see bench/ingest.py for the whole path). Idle ones wait
-    in a deque, whose append and pop need no lock, so there are never more than the web
-    threads that were in a call at once, whether the server keeps its threads (gunicorn) or
-    starts one per request (werkzeug). The connections are still redis-py's: URL, AUTH, TLS,
-    database, health checks.
-    """
-
-    def __init__(self, pool: redis.ConnectionPool) -> None:
-        self.pool = pool
-        self.idle: collections.deque[Any] = collections.deque()
-
-    def call(self, packed: bytes) -> Any:
-        try:
-            conn = self.idle.pop()
-        except IndexError:
-            conn = self.pool.make_connection()
-        try:
-            try:
-                conn.send_packed_command([packed])
-                result = conn.read_response()
-            except redis.ConnectionError:
-                # redis-py has dropped the socket. A stale one (Redis restarted) fails before the
-                # command runs, so send it once more on a new connection. Had it run after all,
-                # the script finds its own delivery or scan key the second time and enqueues
-                # nothing: the webhook is answered 200, and nothing is lost or doubled.
-                conn.send_packed_command([packed])
-                result = conn.read_response()
-        except redis.ConnectionError:
-            conn.disconnect()
-            raise
-        except redis.ResponseError:  # an answer was read: the connection is in step
-            self.idle.append(conn)
-            raise
-        except BaseException:  # a timeout or worse mid-reply: the connection is out of step
-            conn.disconnect()
-            raise
-        self.idle.append(conn)
-        return result
-
-
 def connect(url: str, timeout: float = 5.0, patience: float = 0.0) -> redis.Redis:
     """A client for `url`. With `patience`, a command that finds Redis gone (a restart, a
     failover) is retried with backoff for about that many seconds before it raises: the
@@ -193,8 +142,7 @@ class Store:
     def __init__(self, client: redis.Redis, retention_days: int = 14) -> None:
         self.r = client
         self.retention = retention_days * 86400
-        self._accept_sha = hashlib.sha1(_ACCEPT.encode()).hexdigest().encode()
-        self._lanes = _Lanes(client.connection_pool)
+        self._accept = client.register_script(_ACCEPT)
         self._claim_result = client.register_script(_CLAIM_RESULT)
         self._renew = client.register_script(_RENEW)
         self._claim_overdue = client.register_script(_CLAIM_OVERDUE)
@@ -206,25 +154,19 @@ class Store:
         return cls(connect(url, timeout, patience), retention_days)
 
     # --- web side -----------------------------------------------------------------------------
-    def accept(self, vendor: str, ticket_id: str, actor_id: str | None, delivery_key: str,
-               scan: bool, queue: str, message: str, replay_key: str = "") -> str:
-        """Enqueue `message` unless it is deskmark's own action, a delivery already seen (by
-        its id, or by what was signed: `replay_key`), or a scan of a ticket whose scan is
-        queued and not started. Returns what happened."""
-        command = _pack(
-            b"EVALSHA", self._accept_sha, b"5",
-            f"dm:self:{vendor}".encode(), f"dm:delivery:{vendor}:{delivery_key}".encode(),
-            f"dm:scan:{vendor}:{ticket_id}".encode(), queue.encode(),
-            f"dm:delivery:{vendor}:{replay_key}".encode(),
-            (actor_id or "").encode(), message.encode(), b"%d" % DELIVERY_TTL, b"%d" % SCAN_TTL,
-            b"1" if delivery_key else b"0", b"1" if scan else b"0",
-            b"1" if replay_key else b"0", b"%d" % REPLAY_TTL)
-        try:
-            result = self._lanes.call(command)
-        except redis.exceptions.NoScriptError:  # a restarted Redis: load the script again
-            self.r.script_load(_ACCEPT)
-            result = self._lanes.call(command)
-        return _text(result)
+    def acceptance(self, vendor: str, ticket_id: str, actor_id: str | None, delivery_key: str,
+                   scan: bool, replay_key: str = "") -> Accept:
+        """The webhook's accept step, for `worker.broker.accepting`: the message is enqueued
+        unless it is deskmark's own action, a delivery already seen (by its id, or by what was
+        signed: `replay_key`), or a scan of a ticket whose scan is queued and not started.
+        Its `outcome` says which, once the message has been published."""
+        return Accept(
+            self._accept,
+            keys_before=[f"dm:self:{vendor}", f"dm:delivery:{vendor}:{delivery_key}",
+                         f"dm:scan:{vendor}:{ticket_id}"],
+            keys_after=[f"dm:delivery:{vendor}:{replay_key}"],
+            args=[actor_id or "", DELIVERY_TTL, SCAN_TTL, 1 if delivery_key else 0,
+                  1 if scan else 0, 1 if replay_key else 0, REPLAY_TTL])
 
     def release_scan(self, vendor: str, ticket_id: str) -> None:
         self.r.delete(f"dm:scan:{vendor}:{ticket_id}")
@@ -237,11 +179,12 @@ class Store:
         self.r.set(f"dm:self:{vendor}", user_id.encode(), ex=24 * 3600)
 
     # --- jobs ---------------------------------------------------------------------------------
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str) -> JobRecord:
+        """The job's record; empty when there is none (or it has expired)."""
         raw = self.r.hgetall(f"dm:job:{job_id}")
-        return {_text(k): _decode(v) for k, v in raw.items()}
+        return cast(JobRecord, {_text(k): _decode(v) for k, v in raw.items()})
 
-    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
+    def create_job(self, job_id: str, fields: JobRecord) -> bool:
         """Create the record unless it exists; return True when created."""
         key = f"dm:job:{job_id}"
         now = time.time()
@@ -250,7 +193,7 @@ class Store:
             self.update(job_id, {"job_id": job_id, "state": "queued", "attempts": 0, **fields})
         return created
 
-    def update(self, job_id: str, fields: dict[str, Any]) -> None:
+    def update(self, job_id: str, fields: JobRecord) -> None:
         """Write fields of the record; the record then lives `retention` from now (a field
         written after it expired never leaves a record without an end)."""
         now = time.time()
@@ -347,14 +290,15 @@ class Store:
     def count_attempt(self, job_id: str) -> int:
         return self._count(job_id, "attempts", 1)
 
-    def jobs(self, ids: list[str]) -> list[dict[str, Any]]:
+    def jobs(self, ids: list[str]) -> list[JobRecord]:
         pipe = self.r.pipeline()
         for job_id in ids:
             pipe.hgetall(f"dm:job:{job_id}")
-        return [{_text(k): _decode(v) for k, v in raw.items()} for raw in pipe.execute() if raw]
+        return [cast(JobRecord, {_text(k): _decode(v) for k, v in raw.items()})
+                for raw in pipe.execute() if raw]
 
     def recent_jobs(self, limit: int = 50, state: str | None = None,
-                    vendor: str | None = None) -> list[dict[str, Any]]:
+                    vendor: str | None = None) -> list[JobRecord]:
         """The most recently updated jobs, newest first, optionally filtered."""
         ids = [_text(i) for i in self.r.zrevrange("dm:jobs", 0, max(limit, 500) - 1)]
         found = [j for j in self.jobs(ids) if j.get("kind") != "event"
@@ -384,8 +328,8 @@ class Store:
     def bury_event(self, event: dict[str, Any], reason: str, error: dict[str, Any] | None) -> str:
         """Keep an event whose ticket could not be read, so `deskmark replay` can retry it."""
         event_id = "ev-" + uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(event, sort_keys=True)).hex[:16]
-        self.create_job(event_id, {"kind": "event", "vendor": event.get("vendor"),
-                                   "ticket_id": event.get("ticket_id"), "event": event})
+        self.create_job(event_id, {"kind": "event", "vendor": str(event.get("vendor")),
+                                   "ticket_id": str(event.get("ticket_id")), "event": event})
         self.bury(event_id)
         self.update(event_id, {"state": "failed", "reason": reason, "last_error": error})
         detail = (error or {}).get("code") or (error or {}).get("status")
@@ -397,7 +341,7 @@ class Store:
         return max(0.0, ttl / 1000) if isinstance(ttl, int) and ttl > 0 else 0.0
 
     # --- the marked image ---------------------------------------------------------------------
-    def save_marked(self, job_id: str, image: bytes, meta: dict[str, Any]) -> None:
+    def save_marked(self, job_id: str, image: bytes, meta: Mark) -> None:
         pipe = self.r.pipeline()
         pipe.set(f"dm:job:{job_id}:marked", image, ex=self.retention)
         pipe.hset(f"dm:job:{job_id}", mapping={"mark": _encode(meta)})

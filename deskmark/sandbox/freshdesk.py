@@ -103,8 +103,31 @@ class SandboxFreshdesk(HelpdeskSandbox):
         self._ids = itertools.count(9000)
         self._lock = threading.RLock()
         self._window: tuple[int, int] = (0, 0)  # (minute, calls used)
-        self.files = SignedFileHost(self._file, ttl=link_ttl)
+        self.files = SignedFileHost(self.stored_file, ttl=link_ttl)
         self.api = LoopbackServer(self._app())
+
+    # --- the demo's and the contract test's interface (HelpdeskSandbox) ---------------------
+    WARRANTY_TARGET = 48000001  # a group
+
+    def environment(self, secret: str) -> dict[str, str]:
+        self.webhook_secret = secret
+        return {"FRESHDESK_BASE_URL": self.url, "FRESHDESK_API_KEY": self.api_key,
+                "FRESHDESK_WEBHOOK_SECRET": secret,
+                "FRESHDESK_WARRANTY_GROUP_ID": str(self.WARRANTY_TARGET)}
+
+    def customer_photo_ticket(self, subject: str, text: str, photo: tuple[str, bytes, str],
+                              tags: list[str]) -> int:
+        ticket_id = self.create_ticket(subject, f"<div>{text}</div>", [photo], tags=tags)
+        status = self.fire(ticket_id)
+        if status != 202:
+            raise RuntimeError(f"deskmark answered {status} to the Freshdesk webhook")
+        return ticket_id
+
+    def warranty_assignee(self, ticket_id: int) -> int | None:
+        return self.tickets[ticket_id].group_id
+
+    def forged_webhook(self, ticket_id: int) -> int:
+        return self.fire(ticket_id, secret="not-the-secret")
 
     # --- seeding and inspection -------------------------------------------------------------
     def _attachments(self, files: list[tuple[str, bytes, str]]) -> list[FdAttachment]:
@@ -156,19 +179,13 @@ class SandboxFreshdesk(HelpdeskSandbox):
         return answer.status_code
 
     # --- files --------------------------------------------------------------------------------
-    def _all_attachments(self) -> list[FdAttachment]:
+    def stored_files(self) -> list[FdAttachment]:
         found = list(self._inline.values())
         for ticket in self.tickets.values():
             found += ticket.attachments
             for conversation in ticket.conversations:
                 found += conversation.attachments
         return found
-
-    def _file(self, token: str) -> tuple[bytes, str] | None:
-        for attachment in self._all_attachments():
-            if attachment.token == token:
-                return attachment.data, attachment.content_type
-        return None
 
     def attachment_json(self, attachment: FdAttachment) -> dict[str, Any]:
         return {"id": attachment.id, "name": attachment.name,

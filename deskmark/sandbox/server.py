@@ -5,10 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import Any, Self
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import httpx
 from werkzeug.serving import make_server
+
+if TYPE_CHECKING:
+    from deskmark.sandbox.files import SignedFileHost
 
 __all__ = ["LoopbackServer", "HelpdeskSandbox"]
 
@@ -37,11 +41,77 @@ class LoopbackServer:
         self._server.server_close()
 
 
+class _File(Protocol):
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+class _Stored(_File, Protocol):
+    @property
+    def token(self) -> str: ...
+
+
+class _Note(Protocol):
+    @property
+    def attachments(self) -> Sequence[_File]: ...
+
+
+class _Ticket(Protocol):
+    @property
+    def tags(self) -> Sequence[str]: ...
+
+
 class HelpdeskSandbox:
-    """What the loopback helpdesks share: an API server and a signed-URL file host."""
+    """What the loopback helpdesks share: an API server and a signed-URL file host, and what
+    the demo and the contract test (tests/test_helpdesk_contract.py) ask of each."""
 
     api: LoopbackServer
-    files: Any  # deskmark.sandbox.files.SignedFileHost
+    files: SignedFileHost
+    webhook_url: str | None  # where the helpdesk sends its webhooks: deskmark's endpoint
+    WARRANTY_TARGET: int  # the group or team the demo configures for warranty review
+    tickets: Mapping[int, _Ticket]
+
+    def environment(self, secret: str) -> dict[str, str]:
+        """The variables deskmark needs to use this sandbox (its webhooks then carry `secret`)."""
+        raise NotImplementedError
+
+    def customer_photo_ticket(self, subject: str, text: str, photo: tuple[str, bytes, str],
+                              tags: list[str]) -> int:
+        """A customer's new ticket with a photo (name, bytes, type); the helpdesk sends its
+        webhook, as it would for real."""
+        raise NotImplementedError
+
+    def notes(self, ticket_id: int) -> Sequence[_Note]:
+        """The private notes deskmark's user left on the ticket, oldest first."""
+        raise NotImplementedError
+
+    def marked_notes(self, ticket_id: int) -> list[tuple[bytes, str]]:
+        """The first file (bytes, type) of each private note with a file."""
+        return [(n.attachments[0].data, n.attachments[0].content_type)
+                for n in self.notes(ticket_id) if n.attachments]
+
+    def ticket_tags(self, ticket_id: int) -> list[str]:
+        return list(self.tickets[ticket_id].tags)
+
+    def stored_files(self) -> Iterable[_Stored]:
+        """Every file the helpdesk holds, each behind its file-host token."""
+        raise NotImplementedError
+
+    def stored_file(self, token: str) -> tuple[bytes, str] | None:
+        """The file host's lookup: (bytes, type) for a token, None if unknown."""
+        for f in self.stored_files():
+            if f.token == token:
+                return f.data, f.content_type
+        return None
+
+    def warranty_assignee(self, ticket_id: int) -> int | None:
+        raise NotImplementedError
+
+    def forged_webhook(self, ticket_id: int) -> int:
+        """This helpdesk's webhook for the ticket with a wrong secret or signature: the status."""
+        raise NotImplementedError
 
     @property
     def url(self) -> str:

@@ -107,6 +107,30 @@ class SandboxZendesk(HelpdeskSandbox):
     def file_requests(self) -> list[dict[str, Any]]:
         return self.files.requests
 
+    # --- the demo's and the contract test's interface (HelpdeskSandbox) ---------------------
+    WARRANTY_TARGET = 360000001  # a group
+
+    def environment(self, secret: str) -> dict[str, str]:
+        self.webhook_secret = secret
+        return {"ZENDESK_BASE_URL": self.url, "ZENDESK_EMAIL": self.email,
+                "ZENDESK_API_TOKEN": self.api_token, "ZENDESK_WEBHOOK_SECRET": secret,
+                "ZENDESK_WARRANTY_GROUP_ID": str(self.WARRANTY_TARGET)}
+
+    def customer_photo_ticket(self, subject: str, text: str, photo: tuple[str, bytes, str],
+                              tags: list[str]) -> int:
+        ticket_id = self.create_ticket(subject, text, tags=tags)
+        self.add_comment(ticket_id, self.CUSTOMER_ID, "Here is a photo of the damage.", [photo])
+        return ticket_id
+
+    def warranty_assignee(self, ticket_id: int) -> int | None:
+        return self.tickets[ticket_id].group_id
+
+    def forged_webhook(self, ticket_id: int) -> int:
+        comment = self.tickets[ticket_id].comments[-1]
+        body = json.dumps({"ticket_id": str(ticket_id), "comment_id": str(comment.id)}).encode()
+        headers = self.signed_headers(body, secret="not-the-signing-secret")
+        return self.webhooks.post(self.webhook_url or "", content=body, headers=headers).status_code
+
     # --- seeding and inspection (Python API for the demo and the tests) ---------------------
     def create_ticket(self, subject: str, description: str, tags: list[str] | None = None,
                       ticket_id: int | None = None) -> int:

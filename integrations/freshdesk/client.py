@@ -9,19 +9,17 @@ the whole tag list, so tags are read, merged and written back.
 from __future__ import annotations
 
 import mimetypes
-import threading
-import time
 from html.parser import HTMLParser
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from integrations.config import FreshdeskSettings
 from integrations.downloads import DownloadPolicy, fetch
-from integrations.errors import PermanentError, RateLimited
+from integrations.errors import PermanentError
 from integrations.events import NoteFile, SourcePhoto, Ticket
-from integrations.http import call, make_http_client
+from integrations.freshdesk.settings import FreshdeskSettings
+from integrations.http import Paced, make_http_client
 
 __all__ = ["FreshdeskClient", "FRESHDESK_ATTACHMENT_HOSTS", "inline_images"]
 
@@ -74,31 +72,17 @@ class FreshdeskClient:
                                      vendor_origin=f"{origin.scheme}://{origin.netloc}",
                                      known_hosts=FRESHDESK_ATTACHMENT_HOSTS,
                                      extra_hosts=extra_hosts)
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
+        self.paced = Paced(self.http, self.vendor)
 
     def close(self) -> None:
         self.http.close()
 
     # --- transport with Freshdesk's rate-limit headers ----------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        wait = self._paused_until - time.monotonic()
-        if wait > 0:
-            # The account's budget is spent: do not spend the next minute's calls on 429s.
-            raise RateLimited(f"Freshdesk rate limit reached; waiting {wait:.0f} s",
-                              retry_after=wait, vendor=self.vendor, status=429)
-        try:
-            response = call(self.http, self.vendor, method, path, **kw)
-        except RateLimited as exc:
-            self._pause(exc.retry_after or 60)
-            raise
+        response = self.paced.request(method, path, **kw)
         if response.headers.get("x-ratelimit-remaining") == "0":
-            self._pause(60)
+            self.paced.pause(60)  # the minute's budget is spent
         return response
-
-    def _pause(self, seconds: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = self._request(method, path, **kw)

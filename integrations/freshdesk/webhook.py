@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from integrations.events import Malformed, RawRequest, TicketEvent, load_json, valid_id
 
-__all__ = ["authorized", "parse", "SECRET_HEADER"]
+__all__ = ["authorized", "parse", "verifier", "SECRET_HEADER"]
 
 SECRET_HEADER = "x-deskmark-secret"
 
@@ -40,6 +42,10 @@ def authorized(request: RawRequest, secret: str) -> bool:
     if not given or not secret:
         return False
     return hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8"))
+
+
+def verifier(secret: str) -> Callable[[RawRequest], bool]:
+    return functools.partial(authorized, secret=secret)
 
 
 def parse(request: RawRequest) -> TicketEvent:

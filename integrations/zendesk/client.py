@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from integrations.config import ZendeskSettings
 from integrations.downloads import DownloadPolicy, fetch
 from integrations.events import NoteFile, SourcePhoto, Ticket
 from integrations.http import call, make_http_client
+from integrations.zendesk.settings import ZendeskSettings
 
 __all__ = ["ZendeskClient", "ZENDESK_ATTACHMENT_HOSTS"]
 

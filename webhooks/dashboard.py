@@ -1,0 +1,68 @@
+"""The operator's dashboard: recent jobs with their photos, dead letters and Replay, charts.
+Admin only (webhooks.guard); what changes something also needs a same-origin request."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from integrations.registry import HELPDESKS
+from webhooks import charts, guard
+from webhooks.services import services
+from worker.limits import EditGate
+from worker.replay import replay_jobs
+from worker.store import JOB_STATES
+
+__all__ = ["blueprint"]
+
+blueprint = Blueprint("dashboard", __name__)
+
+
+@blueprint.before_request
+def _admin_only() -> None:
+    guard.require_admin(services().settings)
+    if request.method == "POST":
+        guard.require_same_origin()
+
+
+@blueprint.get("/")
+def index() -> str:
+    svc = services()
+    store, settings = svc.store, svc.settings
+    state = request.args.get("state") or None
+    vendor = request.args.get("vendor") or None
+    series = store.series(30)
+    return render_template(
+        "dashboard.html", settings=settings, state=state, vendor=vendor,
+        jobs=store.recent_jobs(100, state=state, vendor=vendor),
+        dead=store.jobs(store.dead_ids(100)), spent=EditGate(store, settings).spent(),
+        health=store.metrics(), notice=request.args.get("notice"), states=JOB_STATES,
+        helpdesks=[HELPDESKS[key] for key in settings.helpdesks],
+        spend_chart=charts.spend_chart(series, settings.daily_budget_usd),
+        latency_chart=charts.latency_chart(series),
+        failures_chart=charts.failures_chart(series[-7:]),
+    )
+
+
+@blueprint.get("/jobs/<job_id>/<any(marked, before, after):name>.jpg")
+def job_image(job_id: str, name: str) -> Response:
+    image = services().store.image(job_id, name)
+    if image is None:
+        abort(404)
+    return Response(image, mimetype="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+@blueprint.post("/jobs/<job_id>/replay")
+def replay_one(job_id: str) -> BaseResponse:
+    svc = services()
+    [(_, _, what)] = replay_jobs(svc.store, svc.celery, [job_id])
+    return redirect(url_for(".index", notice=f"{job_id}: {what}"), code=303)
+
+
+@blueprint.post("/replay-failed")
+def replay_failed() -> BaseResponse:
+    svc = services()
+    results = replay_jobs(svc.store, svc.celery, svc.store.dead_ids())
+    queued = sum(1 for _, ok, _ in results if ok)
+    return redirect(url_for(".index", notice=f"{queued} dead letters queued again"), code=303)
