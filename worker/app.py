@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
 from kombu import serialization
 from kombu.connection import Connection
 
@@ -20,6 +22,17 @@ from worker import broker
 __all__ = ["make_celery", "celery_config", "Sender", "QUEUE"]
 
 QUEUE = "deskmark"
+
+
+def _name_this_process() -> None:
+    global _origin
+    _origin = anon_nodename()
+
+
+# The message's `origin` (gen<pid>@<host>), which Celery would work out on every message with
+# two system calls; named again in a forked child (gunicorn's workers).
+_origin = anon_nodename()
+os.register_at_fork(after_in_child=_name_this_process)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -91,7 +104,7 @@ class Sender:
         amqp: Any = self.app.amqp  # Celery's and kombu's APIs are untyped
         headers, properties, body, _ = amqp.create_task_message(
             str(uuid.uuid4()), name, args, {}, ignore_result=True, argsrepr=argsrepr,
-            kwargsrepr="{}")
+            kwargsrepr="{}", origin=_origin)
         encode: Any = serialization.dumps
         content_type, content_encoding, payload = encode(body, serializer="json")
         try:
