@@ -18,15 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from deskmark.redis_server import EmbeddedRedis
 from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from deskmark.sandbox.gorgias import SandboxGorgias
 from deskmark.sandbox.openai import SandboxOpenAI
-from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.server import HelpdeskSandbox, LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
+from worker.app import QUEUE
 
 WEBHOOK_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 WARRANTY_GROUP = "4242"
@@ -47,6 +49,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def settled(sandbox: HelpdeskSandbox, redis_url: str, timeout: float = 60.0) -> None:
+    """Wait until nothing more can happen to the sandbox's tickets: every webhook it sent is
+    answered, and the worker has no task queued or in hand. (Tasks are acknowledged late, so
+    kombu keeps one the worker has taken, or holds for a retry, in its `unacked` hash until it
+    has finished.) Seen quiet twice in a row, 0.1 s apart: between taking a message off the
+    list and recording it as unacknowledged, a worker holds it for an instant in neither."""
+    client = redis.Redis.from_url(redis_url)
+
+    def quiet() -> bool:
+        return sandbox.sending == 0 and client.llen(QUEUE) == 0 and client.hlen("unacked") == 0
+
+    seen: list[bool] = []
+    wait_for(lambda: seen.append(quiet()) or seen[-2:] == [True, True], timeout=timeout)
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ marked photo on the loopback Freshdesk, tags merged, group assigned."""
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from integrations.config import Settings
 from integrations.events import RawRequest, job_id_for
 from integrations.freshdesk.client import FreshdeskClient, inline_images
 from integrations.freshdesk.webhook import parse
-from tests.conftest import FIXTURES, FRESHDESK_GROUP, WorkerProcess, wait_for
+from tests.conftest import FIXTURES, FRESHDESK_GROUP, WorkerProcess, settled, wait_for
 from tests.test_zendesk_webhook import enqueued
 from webhooks import create_app
 from worker.images import sniff
@@ -30,10 +29,11 @@ from worker.store import Store
 CUSTOMER = SandboxFreshdesk.CUSTOMER_ID
 
 
-def settle(freshdesk: SandboxFreshdesk, ticket_id: int, count: int, timeout: float = 60) -> list:
-    wait_for(lambda: len([n for n in freshdesk.notes(ticket_id) if n.attachments]) >= count,
-             timeout=timeout)
-    time.sleep(1.5)
+def settle(freshdesk: SandboxFreshdesk, worker: WorkerProcess, ticket_id: int, count: int) -> list:
+    """Wait for `count` notes with files, then until nothing more can happen (see `settled`),
+    and return the notes with files: an extra note would be among them."""
+    wait_for(lambda: len([n for n in freshdesk.notes(ticket_id) if n.attachments]) >= count, timeout=60)
+    settled(freshdesk, worker.env["REDIS_URL"])
     return [n for n in freshdesk.notes(ticket_id) if n.attachments]
 
 
@@ -161,7 +161,7 @@ def test_a_photo_in_the_description_gets_one_note_with_tags_merged(
                                         [("fridge.jpg", damaged_product(seed=21), "image/jpeg")],
                                         tags=["vip", "delivery"])
     assert freshdesk.fire(ticket_id) == 202
-    [note] = settle(freshdesk, ticket_id, 1)
+    [note] = settle(freshdesk, worker, ticket_id, 1)
     [marked] = note.attachments
     assert marked.content_type == "image/jpeg" and sniff(marked.data) == "JPEG"
     assert marked.name == "fridge-marked.jpg" and note.private
@@ -182,7 +182,7 @@ def test_a_photo_in_the_second_conversation_with_a_lying_extension_is_marked(
     freshdesk.add_reply(ticket_id, "<div>Here it is.</div>",
                         [("lid.png", damaged_product(seed=22), "image/png")])  # JPEG bytes
     assert freshdesk.fire(ticket_id, how="basic") == 202
-    [note] = settle(freshdesk, ticket_id, 1)
+    [note] = settle(freshdesk, worker, ticket_id, 1)
     assert note.attachments[0].name == "lid-marked.jpg"
     assert len(calls_for(openai_fake, subject)) == 1
 
@@ -197,10 +197,10 @@ def test_the_same_webhook_again_by_header_and_basic_adds_no_note(
     freshdesk.fire_on_note = True  # an Observer rule fires again on deskmark's own note
     try:
         assert freshdesk.fire(ticket_id, how="header") == 202
-        settle(freshdesk, ticket_id, 1)
+        settle(freshdesk, worker, ticket_id, 1)
         assert freshdesk.fire(ticket_id, how="header") in (200, 202)
         assert freshdesk.fire(ticket_id, how="basic") in (200, 202)
-        time.sleep(3)
+        settled(freshdesk, worker.env["REDIS_URL"])
     finally:
         freshdesk.fire_on_note = False
     assert len(freshdesk.notes(ticket_id)) == 1
@@ -216,7 +216,7 @@ def test_an_expired_s3_link_is_fetched_again_without_credentials(
     before = len(freshdesk.files.requests)
     freshdesk.files.expire_next = 1
     assert freshdesk.fire(ticket_id) == 202
-    settle(freshdesk, ticket_id, 1)
+    settle(freshdesk, worker, ticket_id, 1)
     downloads = freshdesk.files.requests[before:]
     assert len(downloads) == 2 and all(d["authorization"] is None for d in downloads)
     lookups = [r for r in freshdesk.requests if r["path"] == f"/api/v2/tickets/{ticket_id}"]
@@ -230,7 +230,7 @@ def test_an_inline_image_in_a_reply_is_marked(
     _, html = freshdesk.inline_image("pasted.jpg", damaged_product(seed=25), "image/jpeg")
     freshdesk.add_reply(ticket_id, f"<div>pasted:</div>{html}")
     assert freshdesk.fire(ticket_id) == 202
-    [note] = settle(freshdesk, ticket_id, 1)
+    [note] = settle(freshdesk, worker, ticket_id, 1)
     assert note.attachments[0].name == "pasted-marked.jpg"
 
 

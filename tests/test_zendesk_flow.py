@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 import uuid
 
 import httpx
@@ -17,7 +16,7 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
 from integrations.events import job_id_for
-from tests.conftest import WARRANTY_GROUP, WorkerProcess, post_signed, wait_for
+from tests.conftest import WARRANTY_GROUP, WorkerProcess, post_signed, settled, wait_for
 from worker.images import sniff
 from worker.store import Store
 
@@ -34,11 +33,11 @@ def calls_for(openai_fake: SandboxOpenAI, subject: str) -> list[dict[str, object
     return [c for c in openai_fake.calls if subject in str(c["prompt"])]
 
 
-def settle(zendesk: SandboxZendesk, ticket_id: int, count: int, timeout: float = 60) -> list:
-    """Wait for `count` notes with files, then a little longer to catch any extra one."""
-    wait_for(lambda: len([n for n in zendesk.notes(ticket_id) if n.attachments]) >= count,
-             timeout=timeout)
-    time.sleep(1.5)
+def settle(zendesk: SandboxZendesk, worker: WorkerProcess, ticket_id: int, count: int) -> list:
+    """Wait for `count` notes with files, then until nothing more can happen (see `settled`),
+    and return the notes with files: an extra note would be among them."""
+    wait_for(lambda: len([n for n in zendesk.notes(ticket_id) if n.attachments]) >= count, timeout=60)
+    settled(zendesk, worker.env["REDIS_URL"])
     return [n for n in zendesk.notes(ticket_id) if n.attachments]
 
 
@@ -56,7 +55,7 @@ def test_attachment_event_gets_exactly_one_marked_note(
     event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
     assert post_signed(web.url, zendesk, event).status_code == 202
 
-    [note] = settle(zendesk, ticket_id, 1)
+    [note] = settle(zendesk, worker, ticket_id, 1)
     [marked] = note.attachments
     assert not note.public
     assert marked.content_type == "image/jpeg" and sniff(marked.data) == "JPEG"
@@ -103,7 +102,7 @@ def test_trigger_marks_every_image_inline_included_and_skips_a_pdf(
         response = post_signed(web.url, zendesk,
                                {"ticket_id": str(ticket_id), "actor_id": str(CUSTOMER)})
         assert response.status_code == 202
-        notes = settle(zendesk, ticket_id, 2)
+        notes = settle(zendesk, worker, ticket_id, 2)
     finally:
         zendesk.page_size = 100
     assert len(notes) == 2
@@ -145,12 +144,12 @@ def test_repeated_deliveries_give_one_note_and_one_edit(
     for t in threads:
         t.join()
     assert sorted(codes) == [200] * 7 + [202]
-    settle(zendesk, ticket_id, 1)
+    settle(zendesk, worker, ticket_id, 1)
     # Later: the same delivery again, and the same event under a new invocation id.
     assert httpx.post(f"{web.url}/webhooks/zendesk", content=body, headers=headers,
                       timeout=15).status_code == 200
     assert post_signed(web.url, zendesk, event).status_code == 202
-    time.sleep(3)
+    settled(zendesk, worker.env["REDIS_URL"])
     assert len([n for n in zendesk.notes(ticket_id) if n.attachments]) == 1
     assert len(calls_for(openai_fake, subject)) == 1
     assert zendesk.tickets[ticket_id].tags.count("warranty_review") == 1

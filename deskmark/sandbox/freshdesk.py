@@ -319,8 +319,7 @@ class SandboxFreshdesk(HelpdeskSandbox):
                                 self._attachments(files), _now())
             ticket.conversations.append(note)
             if self.fire_on_note and self.webhook_url:
-                threading.Thread(target=self.fire, args=(ticket_id, "{note_type:private}"),
-                                 daemon=True).start()
+                self.in_background(self.fire, ticket_id, "{note_type:private}")
             response = jsonify(conversation_json(note, ticket_id))
             response.status_code = 201
             return response

@@ -190,7 +190,7 @@ class SandboxGorgias(HelpdeskSandbox):
         return status
 
     def _fire_later(self, ticket_id: int) -> None:
-        threading.Thread(target=self.fire, args=(ticket_id,), daemon=True).start()
+        self.in_background(self.fire, ticket_id)
 
     # --- files --------------------------------------------------------------------------------
     def stored_files(self) -> list[GFile]:

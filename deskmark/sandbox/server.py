@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import httpx
@@ -113,9 +113,32 @@ class HelpdeskSandbox:
         """This helpdesk's webhook for the ticket with a wrong secret or signature: the status."""
         raise NotImplementedError
 
+    _sending = 0
+    _sending_lock = threading.Lock()
+
+    def in_background(self, send: Callable[..., object], *args: object) -> None:
+        """Send webhooks from a thread, as the helpdesk does, without holding up the API call
+        that caused them; `sending` counts those still under way."""
+        with self._sending_lock:
+            self._sending += 1
+
+        def run() -> None:
+            try:
+                send(*args)
+            finally:
+                with self._sending_lock:
+                    self._sending -= 1
+
+        threading.Thread(target=run, daemon=True).start()
+
+    @property
+    def sending(self) -> int:
+        """Webhooks sent in the background and not yet answered (or given up)."""
+        return self._sending
+
     @property
     def url(self) -> str:
-        """The API root (ZENDESK_BASE_URL / FRESHDESK_BASE_URL)."""
+        """The API root (ZENDESK_BASE_URL / FRESHDESK_BASE_URL / GORGIAS_BASE_URL)."""
         return self.api.url
 
     @property

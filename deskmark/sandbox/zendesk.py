@@ -242,7 +242,7 @@ class SandboxZendesk(HelpdeskSandbox):
                     time.sleep(0.5 * (attempt + 1))
                 self.webhook_answers.append(status)
 
-        threading.Thread(target=send, daemon=True).start()
+        self.in_background(send)
 
     def _find_attachment(self, token: str) -> Attachment | None:
         for ticket in self.tickets.values():
