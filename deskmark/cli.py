@@ -1,4 +1,4 @@
-"""The `deskmark` command: demo, check, annotate, replay, web, worker."""
+"""The `deskmark` command: demo, check, annotate, verify, replay, web, worker."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     return run_annotate(args.images, args.out, args.prompt, _settings_or_exit(), debug=args.debug,
                         force=args.force)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from deskmark.verify import run_verify
+
+    return run_verify(args.images)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -149,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="also write the model's raw output (<name>-model.png) and the strokes "
                                "taken from it (<name>-strokes.png), and say why a mark was redrawn")
     annotate.set_defaults(func=cmd_annotate)
+
+    verify = sub.add_parser("verify", help="read and check the content credentials (C2PA) of "
+                                           "delivered photos; exit 1 if any has none or they fail")
+    verify.add_argument("images", nargs="+", metavar="IMAGE")
+    verify.set_defaults(func=cmd_verify)
 
     replay = sub.add_parser("replay", help="re-run dead-lettered jobs (idempotently)")
     replay.add_argument("job_ids", nargs="*", metavar="JOB_ID")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -102,6 +103,7 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
         print(f"marked image: {marked.resolve()}")
         print(f"original:     {original.resolve()}")
         print(f"dashboard:    {web.url}/")
+        print(f"credentials:  deskmark verify {shlex.quote(str(marked))}")
         if serve:
             _say("serving; press Ctrl-C to stop")
             while worker.poll() is None:

@@ -57,6 +57,10 @@ class Settings:
     retention_days: int = 14
     attachment_hosts: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
+    # DESKMARK_C2PA_CERT / DESKMARK_C2PA_KEY: the PEM chain and key that sign the content
+    # credentials (each the PEM itself or a file's path); unset: a throwaway signer.
+    c2pa_cert: str | None = field(default=None, repr=False)
+    c2pa_key: str | None = field(default=None, repr=False)
     # The helpdesks that are configured, by key (integrations.registry), each its own settings.
     helpdesks: Mapping[str, Any] = field(default_factory=dict, repr=False)
     slack: SlackSettings | None = field(default=None, repr=False)
@@ -85,7 +89,8 @@ class Settings:
         """A secret-free summary for logs and `deskmark check`."""
         out: dict[str, object] = {}
         for f in fields(self):
-            if f.name in ("openai_api_key", "admin_token", "helpdesks", "slack"):
+            if f.name in ("openai_api_key", "admin_token", "helpdesks", "slack", "c2pa_cert",
+                          "c2pa_key"):
                 continue
             value = getattr(self, f.name)
             out[f.name] = masked_url(value) if f.name.endswith("_url") and value else value
@@ -94,7 +99,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret in this configuration, for the log redactor."""
-        found = [self.openai_api_key or "", self.admin_token or "", url_password(self.redis_url)]
+        found = [self.openai_api_key or "", self.admin_token or "", url_password(self.redis_url),
+                 self.c2pa_key if self.c2pa_key and "BEGIN" in self.c2pa_key else ""]
         for helpdesk in self.helpdesks.values():
             found += helpdesk.secrets()
         if self.slack:
@@ -159,6 +165,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         retention_days=int(r.number("DESKMARK_RETENTION_DAYS", 14, int)),
         attachment_hosts=tuple(h.lower() for h in r.csv("DESKMARK_ATTACHMENT_HOSTS")),
         admin_token=r.get("DESKMARK_ADMIN_TOKEN"),
+        c2pa_cert=r.get("DESKMARK_C2PA_CERT"),
+        c2pa_key=r.get("DESKMARK_C2PA_KEY"),
         helpdesks=_helpdesks(r),
         slack=_slack(r),
     )
@@ -169,6 +177,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
                           "photo needs about 40 MB to mark")
     if settings.retention_days < 1:
         r.problems.append("DESKMARK_RETENTION_DAYS must be at least 1 (default 14)")
+    if bool(settings.c2pa_cert) != bool(settings.c2pa_key):
+        r.problems.append("DESKMARK_C2PA_CERT and DESKMARK_C2PA_KEY go together: set both (a PEM "
+                          "chain and its key), or neither for a throwaway signer")
     if r.problems:
         raise ConfigError(r.problems)
     return settings

@@ -19,7 +19,7 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.errors import PermanentError, RateLimited, RetryableError
 from integrations.events import job_id_for
-from tests.conftest import Stack, WorkerProcess, post_signed, wait_for
+from tests.conftest import Stack, WorkerProcess, post_signed, settled, wait_for
 from tests.test_zendesk_flow import calls_for, settle
 from worker.retry import countdown
 
@@ -66,7 +66,7 @@ def test_429_then_500_then_a_zendesk_upload_503_give_exactly_one_note(
                        {"Retry-After": "1"})
     subject = f"Three faults {uuid.uuid4().hex[:8]}"
     ticket_id, _ = send_photo(zendesk, web.url, subject)
-    assert len(settle(zendesk, ticket_id, 1, timeout=90)) == 1
+    assert len(settle(zendesk, worker, ticket_id, 1, timeout=90)) == 1
     calls = calls_for(openai_fake, subject)
     assert len(calls) == 3  # 429, 500, then the one that worked; never more
     assert calls[1]["time"] - calls[0]["time"] >= 2.0  # Retry-After was obeyed
@@ -95,13 +95,13 @@ def test_insufficient_quota_is_dead_lettered_and_replay_delivers_the_note(
                             env={**os.environ, **stack.env}, capture_output=True, text=True,
                             timeout=60, cwd=stack.workdir)
     assert result.returncode == 0 and f"{job_id}: queued again" in result.stdout
-    assert len(settle(zendesk, ticket_id, 1, timeout=60)) == 1
+    assert len(settle(zendesk, stack, ticket_id, 1, timeout=60)) == 1
     assert stack.store.dead_ids() == []
     again = subprocess.run([sys.executable, "-m", "deskmark.cli", "replay", job_id],
                            env={**os.environ, **stack.env}, capture_output=True, text=True,
                            timeout=60, cwd=stack.workdir)
     assert "already done" in again.stdout
-    time.sleep(1)
+    settled(zendesk, stack.env["REDIS_URL"])
     assert len(marked_notes(zendesk, ticket_id)) == 1
 
 
@@ -172,14 +172,14 @@ def test_redis_restart_the_web_app_answers_503_and_workers_reconnect(
 ) -> None:
     stack = make_stack(appendonly=True)
     ticket_id, _ = send_photo(zendesk, stack.web.url, f"Before {uuid.uuid4().hex[:8]}", seed=41)
-    assert len(settle(zendesk, ticket_id, 1)) == 1
+    assert len(settle(zendesk, stack, ticket_id, 1)) == 1
     stack.redis.stop()
     response = post_signed(stack.web.url, zendesk, {"ticket_id": str(ticket_id)})
     assert response.status_code == 503 and int(response.headers["Retry-After"]) < 60
     time.sleep(2)
     stack.redis.start()
     ticket_id, _ = send_photo(zendesk, stack.web.url, f"After {uuid.uuid4().hex[:8]}", seed=42)
-    assert len(settle(zendesk, ticket_id, 1, timeout=60)) == 1
+    assert len(settle(zendesk, stack, ticket_id, 1, timeout=60)) == 1
 
 
 # --- shared limits -------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_the_daily_budget_falls_back_to_the_local_annotator_and_says_so(
     # Phone-sized photos: about $0.06 each to locate and edit at the loopback's prices.
     tickets = [send_photo(zendesk, stack.web.url, f"{tag} #{i}", seed=60 + i, size=(1600, 1200))[0]
                for i in range(3)]
-    notes = [settle(zendesk, t, 1, timeout=60)[0] for t in tickets]
+    notes = [settle(zendesk, stack, t, 1, timeout=60)[0] for t in tickets]
     paid = [c for c in openai_fake.calls if tag in str(c["prompt"])]
     assert 1 <= len(paid) <= 2
     fallback = [n for n in notes if "daily AI budget" in n.html_body]

@@ -108,7 +108,8 @@ def test_the_client_does_what_the_pipeline_needs(running: Running) -> None:
         assert client.find_note(str(ticket_id), marker) == note_id
         assert client.find_note(str(ticket_id), "dm-not-posted") is None
         # deskmark's own note is never a photo to mark.
-        assert [p for p in client.photos(str(ticket_id)) if p.author_id != own] == [photo]
+        assert [p.attachment_id for p in client.photos(str(ticket_id))  # (links are fresh per read)
+                if p.author_id != own] == [photo.attachment_id]
 
         for _ in range(2):  # escalating twice changes nothing the second time
             client.escalate(str(ticket_id), ["deskmark_annotated", "warranty_review"],

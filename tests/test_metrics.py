@@ -45,7 +45,7 @@ def test_metrics_move_with_webhooks_and_jobs(worker: WorkerProcess, web: Loopbac
                                   [("m.jpg", damaged_product(seed=80), "image/jpeg")], notify=False)
     event = zendesk.event_for(ticket_id, comment, comment.attachments[0], zendesk.CUSTOMER_ID)
     assert post_signed(web.url, zendesk, event).status_code == 202
-    settle(zendesk, ticket_id, 1)
+    settle(zendesk, worker, ticket_id, 1)
     made_up = f"probe{uuid.uuid4().hex[:8]}"  # a scanner's path: answered 404, and no new series
     assert httpx.post(f"{web.url}/webhooks/{made_up}", content=b"{}", timeout=5).status_code == 404
     after = scrape(web)

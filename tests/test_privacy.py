@@ -149,8 +149,9 @@ KINDS: dict[str, Callable[[], bytes]] = {
 
 
 def metadata_in(data: bytes) -> list[str]:
-    """What a delivered or sent file carries beyond pixels: JPEG APPn (but JFIF) and COM
-    segments, PNG ancillary chunks that are not about pixels."""
+    """What a delivered or sent file carries beyond pixels: JPEG APPn (but JFIF, and the JUMBF
+    of deskmark's own content credentials, whose contents the secret check covers: CBOR keeps
+    strings as they are) and COM segments, PNG ancillary chunks that are not about pixels."""
     found = []
     if data[:2] == b"\xff\xd8":
         at = 2
@@ -160,7 +161,9 @@ def metadata_in(data: bytes) -> list[str]:
                 break
             (length,) = struct.unpack(">H", data[at + 2:at + 4])
             payload = data[at + 4:at + 2 + length]
-            if marker == 0xFE or (0xE1 <= marker <= 0xEF) or (marker == 0xE0 and not payload.startswith(b"JFIF")):
+            if marker == 0xEB and payload.startswith(b"JP"):  # C2PA (worker.credentials)
+                pass
+            elif marker == 0xFE or (0xE1 <= marker <= 0xEF) or (marker == 0xE0 and not payload.startswith(b"JFIF")):
                 found.append(f"JPEG segment {marker:#04x} {payload[:12]!r}")
             at += 2 + length
     elif data[:8] == b"\x89PNG\r\n\x1a\n":
@@ -271,5 +274,7 @@ def test_a_photo_with_every_kind_of_metadata_leaves_none_of_it_anywhere(
     [note] = [n for n in zendesk.notes(ticket_id) if n.attachments]
     for sent in [*edit["raw"], locate["raw"], note.attachments[0].data]:
         assert metadata_in(sent) == []
+    # The delivered photo's content credentials say what deskmark did, nothing of the metadata.
+    assert b"c2pa" in note.attachments[0].data and b"exif" not in note.attachments[0].data.lower()
     for thumbnail in ("before", "after"):
         assert metadata_in(store.image(job_id, thumbnail) or b"") == []

@@ -33,6 +33,7 @@ KEYS: list[tuple[str, int]] = [
     # Meant to live: indexes trimmed by age (or by their jobs ending), Prometheus counters.
     (r"dm:(jobs|dead|watch)", LIVES),
     (r"dm:metrics:(jobs|edit_seconds|spend_usd_total)", LIVES),
+    (r"dm:c2pa:signer", LIVES),  # the deployment's throwaway signer (worker.credentials)
     # Celery's broker keys: the queue, and kombu's unacknowledged-message index.
     (r"deskmark", LIVES), (r"unacked(_index|_mutex)?", LIVES), (r"_kombu\.binding.*", LIVES),
 ]

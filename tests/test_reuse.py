@@ -3,9 +3,11 @@ template, is located and edited once, however many tickets it arrives on."""
 
 from __future__ import annotations
 
+import io
 import uuid
 
 import pytest
+from PIL import Image
 
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
@@ -14,6 +16,7 @@ from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.errors import Throttled
 from integrations.events import job_id_for
 from tests.conftest import WorkerProcess, wait_for
+from worker import credentials
 from worker.pipeline import CLAIM_SECONDS, JobResults
 from worker.store import Store
 
@@ -50,7 +53,11 @@ def test_the_same_photo_on_two_tickets_is_edited_once_and_the_second_note_says_s
     [reused] = [n for n in zendesk.notes(second_ticket) if n.attachments]
     assert f"in job {first}: deskmark reused that result" in reused.html_body
     assert "cost $0.0000" in reused.html_body and second in reused.html_body
-    assert reused.attachments[0].data == original.attachments[0].data
+    # The same marked pixels; each photo's content credentials name its own job.
+    decoded = [Image.open(io.BytesIO(n.attachments[0].data)).tobytes() for n in (original, reused)]
+    assert decoded[0] == decoded[1]
+    signed = [credentials.read(n.attachments[0].data) for n in (original, reused)]
+    assert [s.job_id for s in signed if s is not None and s.valid] == [first, second]
     record = store.job(second)
     assert record["cost_usd"] == 0.0 and record["mark"]["reused_from"] == first
     assert "warranty_review" in zendesk.tickets[second_ticket].tags  # escalated all the same

@@ -20,7 +20,7 @@ from integrations.errors import PermanentError
 from integrations.events import RawRequest, job_id_for
 from integrations.slack.interactions import verify
 from integrations.slack.notifier import Review, SlackNotifier, review_value
-from tests.conftest import APPROVER, Stack, WorkerProcess, post_signed, wait_for
+from tests.conftest import APPROVER, Stack, WorkerProcess, post_signed, settled, wait_for
 from tests.test_exactly_once import send_photo
 from worker.store import Store
 
@@ -62,7 +62,7 @@ def test_a_marked_photo_goes_to_slack_with_approve_and_reject(
 ) -> None:
     ticket_id = zendesk_photo(zendesk, web)
     message = review_message(slack, f"Zendesk ticket #{ticket_id}")
-    time.sleep(1)
+    settled(zendesk, worker.env["REDIS_URL"])
     uploads = [u for u in slack.completed_uploads(SandboxSlack.CHANNEL)
                if f"ticket #{ticket_id}*" in (u.initial_comment or "")]
     assert len(uploads) == 1 and uploads[0].data.startswith(b"\xff\xd8\xff")
@@ -125,7 +125,7 @@ def test_forged_stale_and_unlisted_clicks_change_nothing(
 ) -> None:
     ticket_id = zendesk_photo(zendesk, web)
     message = review_message(slack, f"Zendesk ticket #{ticket_id}")
-    time.sleep(1)
+    settled(zendesk, worker.env["REDIS_URL"])
     tags = list(zendesk.tickets[ticket_id].tags)
     notes = len(zendesk.notes(ticket_id))
     assert slack.click(message, "warranty_approve", APPROVER, sign=False) == 401
@@ -134,7 +134,7 @@ def test_forged_stale_and_unlisted_clicks_change_nothing(
     assert slack.click(message, "warranty_approve", "U0NOTALLOWED", "intern") == 200
     wait_for(lambda: len(slack.responses) > answered)
     assert "not on the list" in slack.responses[-1]["text"]
-    time.sleep(1)
+    settled(zendesk, worker.env["REDIS_URL"])
     assert zendesk.tickets[ticket_id].tags == tags and len(zendesk.notes(ticket_id)) == notes
     assert message.buttons()  # still open for a real reviewer
 

@@ -39,7 +39,7 @@ def test_a_lost_answer_to_the_note_does_not_post_it_twice(
     subject = f"Lost answer {uuid.uuid4().hex[:8]}"
     ticket_id = send_photo(zendesk, web, subject, [("a.jpg", damaged_product(seed=11), "image/jpeg")])
     wait_for(lambda: "warranty_review" in zendesk.tickets[ticket_id].tags, timeout=60)
-    notes = settle(zendesk, ticket_id, 1)
+    notes = settle(zendesk, worker, ticket_id, 1)
     assert len(notes) == 1
     assert len(calls_for(openai_fake, subject)) == 1  # the retry reused the paid-for edit
 
@@ -53,7 +53,7 @@ def test_an_openai_outage_is_retried_to_one_note(
                                       "param": None, "code": None}})
     subject = f"Outage {uuid.uuid4().hex[:8]}"
     ticket_id = send_photo(zendesk, web, subject, [("b.jpg", damaged_product(seed=12), "image/jpeg")])
-    assert len(settle(zendesk, ticket_id, 1, timeout=60)) == 1
+    assert len(settle(zendesk, worker, ticket_id, 1, timeout=60)) == 1
     assert len(calls_for(openai_fake, subject)) == 2
 
 
@@ -90,7 +90,7 @@ def test_hostile_files_are_reported_and_a_good_photo_beside_them_is_marked(
         ("photo.jpg", b"<html><body>not a photo</body></html>", "image/jpeg"),
         ("good.jpg", good, "image/jpeg"),
     ])
-    marked = settle(zendesk, ticket_id, 1)
+    marked = settle(zendesk, worker, ticket_id, 1)
     assert [n.attachments[0].file_name for n in marked] == ["good-marked.jpg"]
     reports = wait_for(lambda: (lambda r: r if len(r) == 3 else None)(
         [n.html_body for n in zendesk.notes(ticket_id) if not n.attachments]))
@@ -105,7 +105,7 @@ def test_hostile_files_are_reported_and_a_good_photo_beside_them_is_marked(
     # ... and the worker is still there, marking the next photo.
     again = send_photo(zendesk, web, f"After {subject}", [("next.jpg", damaged_product(seed=15),
                                                           "image/jpeg")])
-    assert len(settle(zendesk, again, 1)) == 1
+    assert len(settle(zendesk, worker, again, 1)) == 1
 
 
 def test_an_iphone_heic_photo_is_marked(
@@ -122,7 +122,7 @@ def test_an_iphone_heic_photo_is_marked(
     Image.open(io.BytesIO(damaged_product(1200, 900, fmt="PNG"))).save(out, format="HEIF", quality=85)
     subject = f"HEIC {uuid.uuid4().hex[:8]}"
     ticket_id = send_photo(zendesk, web, subject, [("IMG_0420.HEIC", out.getvalue(), "image/heic")])
-    [note] = settle(zendesk, ticket_id, 1)
+    [note] = settle(zendesk, worker, ticket_id, 1)
     assert note.attachments[0].file_name == "IMG_0420-marked.jpg"
     assert sniff(note.attachments[0].data) == "JPEG"
     [call] = calls_for(openai_fake, subject)

@@ -3,9 +3,11 @@ loopback OpenAI → a private note on the loopback Zendesk, escalated."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import uuid
+from datetime import datetime, timedelta
 
 import httpx
 from PIL import Image
@@ -16,7 +18,8 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
 from integrations.events import job_id_for
-from tests.conftest import WARRANTY_GROUP, WorkerProcess, post_signed, settled, wait_for
+from tests.conftest import WARRANTY_GROUP, Stack, WorkerProcess, post_signed, settled, wait_for
+from worker import credentials
 from worker.images import sniff
 from worker.store import Store
 
@@ -33,11 +36,13 @@ def calls_for(openai_fake: SandboxOpenAI, subject: str) -> list[dict[str, object
     return [c for c in openai_fake.calls if subject in str(c["prompt"])]
 
 
-def settle(zendesk: SandboxZendesk, worker: WorkerProcess, ticket_id: int, count: int) -> list:
-    """Wait for `count` notes with files, then until nothing more can happen (see `settled`),
-    and return the notes with files: an extra note would be among them."""
-    wait_for(lambda: len([n for n in zendesk.notes(ticket_id) if n.attachments]) >= count, timeout=60)
-    settled(zendesk, worker.env["REDIS_URL"])
+def settle(zendesk: SandboxZendesk, running: WorkerProcess | Stack, ticket_id: int, count: int,
+           timeout: float = 60) -> list:
+    """Wait for `count` notes with files, then until nothing more can happen (see `settled`:
+    `running` is the worker or the stack whose Redis to watch), and return the notes with
+    files: an extra note would be among them."""
+    wait_for(lambda: len([n for n in zendesk.notes(ticket_id) if n.attachments]) >= count, timeout=timeout)
+    settled(zendesk, running.env["REDIS_URL"])
     return [n for n in zendesk.notes(ticket_id) if n.attachments]
 
 
@@ -47,8 +52,8 @@ def test_attachment_event_gets_exactly_one_marked_note(
 ) -> None:
     subject = f"Cracked screen {uuid.uuid4().hex[:8]}"
     ticket_id = zendesk.create_ticket(subject, "It arrived like this.", tags=["vip", "delivery"])
-    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
-                                  [("IMG_0001.jpg", damaged_product(), "image/jpeg")],
+    photo = damaged_product()
+    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo", [("IMG_0001.jpg", photo, "image/jpeg")],
                                   notify=False)
     answers_before = len(zendesk.webhook_answers)
     files_before = len(zendesk.file_requests)
@@ -65,6 +70,14 @@ def test_attachment_event_gets_exactly_one_marked_note(
     assert "gpt-image-2" in note.html_body and "$0.0" in note.html_body
     assert "Marked: cracked screen (circled in red by gpt-image-2)" in note.html_body
     assert "(locate $" in note.html_body and "the damage included, this is the customer's own" in note.html_body
+    # Content credentials inside the delivered JPEG: the original as downloaded, the model, the job.
+    summary = credentials.read(marked.data)
+    assert summary is not None and summary.valid and not summary.trusted  # the throwaway signer
+    assert summary.original_sha256 == hashlib.sha256(photo).hexdigest()
+    assert summary.model == "gpt-image-2" and summary.ai_source == credentials.AI_COMPOSITE
+    assert summary.job_id == job_id and summary.vendor == "zendesk" and summary.ticket_id == str(ticket_id)
+    assert [r["label"] for r in summary.regions] == ["cracked screen"]
+    assert "Content credentials (C2PA)" in note.html_body and "throwaway" in note.html_body
 
     ticket = zendesk.tickets[ticket_id]
     assert ticket.tags == ["vip", "delivery", "deskmark_annotated", "warranty_review"]
@@ -145,10 +158,15 @@ def test_repeated_deliveries_give_one_note_and_one_edit(
         t.join()
     assert sorted(codes) == [200] * 7 + [202]
     settle(zendesk, worker, ticket_id, 1)
-    # Later: the same delivery again, and the same event under a new invocation id.
+    # Later: the same delivery again, and the same event under a new invocation id, signed
+    # anew a second later, as Zendesk's redelivery is (the same signature would be a replay).
     assert httpx.post(f"{web.url}/webhooks/zendesk", content=body, headers=headers,
                       timeout=15).status_code == 200
-    assert post_signed(web.url, zendesk, event).status_code == 202
+    first = datetime.strptime(headers["X-Zendesk-Webhook-Signature-Timestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    later = zendesk.signed_headers(body, timestamp=(first + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    later["X-Zendesk-Webhook-Invocation-Id"] = "redelivery-1"
+    assert httpx.post(f"{web.url}/webhooks/zendesk", content=body, headers=later,
+                      timeout=15).status_code == 202
     settled(zendesk, worker.env["REDIS_URL"])
     assert len([n for n in zendesk.notes(ticket_id) if n.attachments]) == 1
     assert len(calls_for(openai_fake, subject)) == 1

@@ -11,6 +11,7 @@ from webhooks import charts, guard
 from webhooks.services import services
 from worker.limits import EditGate
 from worker.replay import replay_jobs
+from worker.signals import checks_line
 from worker.store import JOB_STATES
 
 __all__ = ["blueprint"]
@@ -40,7 +41,7 @@ def index() -> str:
         helpdesks=[HELPDESKS[key] for key in settings.helpdesks],
         spend_chart=charts.spend_chart(series, settings.daily_budget_usd),
         latency_chart=charts.latency_chart(series),
-        failures_chart=charts.failures_chart(series[-7:]),
+        failures_chart=charts.failures_chart(series[-7:]), checks=checks_line,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from integrations.errors import VendorError
 from worker.records import Mark
+from worker.signals import checks_line
 
 __all__ = ["note_html", "note_marker", "failure_html", "review_html", "agent_reason", "money", "delivered_name",
            "what_was_marked", "AGENT_REASONS"]
@@ -118,6 +119,10 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
             f"<p><strong>This photo is not marked</strong>: the damage could not be located "
             f"({_not_located(mark)}), and {model} drew no usable mark, so deskmark drew none. "
             "Please judge the damage on the photo itself.</p>")
+    if "signals" in mark:
+        lines.append(f"<p>{escape(checks_line(mark['signals']))}</p>")
+    if mark.get("credentials"):
+        lines.append(_credentials_line(mark))
     cost = money(mark.get("cost_usd"))
     if located and mark.get("cost_usd") is not None and located.get("cost_usd") is not None:
         cost += f" (locate ${located['cost_usd']:.4f}, edit ${mark.get('edit_cost_usd') or 0:.4f})"
@@ -126,6 +131,20 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
         details.append(f"request {escape(str(mark['request_id']))}")
     lines.append("<p>" + " · ".join(details) + "</p>")
     return "\n".join(lines)
+
+
+def _credentials_line(mark: Mark) -> str:
+    found = mark["credentials"]
+    if found.get("error"):
+        return (f"<p>Content credentials: <strong>not added</strong> ({escape(found['error'])}); "
+                "the photo is marked all the same.</p>")
+    if found.get("signer") == "configured":
+        return ("<p>Content credentials (C2PA) inside the photo name the original's hash, the "
+                "model, the marked region and this job; <code>deskmark verify</code> reads them.</p>")
+    return ("<p>Content credentials (C2PA) inside the photo name the original's hash, the model, "
+            "the marked region and this job. They are signed by this deployment's own throwaway "
+            "certificate (no DESKMARK_C2PA_CERT), so they are unverifiable outside deskmark: "
+            "<code>deskmark verify</code> checks they are intact.</p>")
 
 
 def note_marker(job_id: str) -> str:

@@ -12,13 +12,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
+from worker import credentials, images, signals
 from worker.jobs import Job
 from worker.marking import Marker, Reused
 from worker.notes import (
@@ -81,9 +82,19 @@ class Runtime:
     marker: Marker
     notifier: SlackNotifier | None = None
     leases: Leases = field(init=False)
+    _keys: credentials.Keys | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.leases = Leases(self.store)
+
+    def signing_keys(self) -> credentials.Keys:
+        """DESKMARK_C2PA_CERT / DESKMARK_C2PA_KEY, or the deployment's throwaway signer."""
+        if self._keys is None:
+            cert, key = self.settings.c2pa_cert, self.settings.c2pa_key
+            self._keys = (credentials.keys_from_pem(cert, key) if cert and key else
+                          credentials.Keys.from_json(self.store.shared_signer(
+                              lambda: credentials.throwaway_keys().to_json())))
+        return self._keys
 
     def helpdesk(self, vendor: str) -> Helpdesk:
         try:
@@ -184,7 +195,9 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 results=JobResults(rt.store, job_id),
                 on_edit=lambda started: rt.store.count_edit(job_id, started),
             )
-        marked, mark = result.image, result.meta
+            kind = MIME_TYPES.get(images.sniff(source) or "", "application/octet-stream")
+            marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
+            mark["signals"] = signals.read_signals(source, kind, record.get("created") or time.time())
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost
@@ -216,7 +229,8 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     if not record.get("escalated"):
         rt.leases.check(job_id)
         own = rt.settings.helpdesk(vendor)
-        helpdesk.escalate(ticket_id, ESCALATION_TAGS, own.warranty_target if own else None)
+        tags = ESCALATION_TAGS + signals.signal_tags(mark.get("signals") or {})
+        helpdesk.escalate(ticket_id, tags, own.warranty_target if own else None)
         rt.store.update(job_id, {"escalated": True})
 
     if rt.notifier is not None and not record.get("slack_ts"):
@@ -234,6 +248,32 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     return "done"
 
 
+MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
+              "HEIF": "image/heic"}
+
+
+def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, job: Job,
+                      rt: Runtime) -> tuple[bytes, Mark]:
+    """The delivered photo with its content credentials (worker.credentials). Should signing
+    fail, the photo goes unsigned and the note says so: the mark matters more."""
+    drawn = mark.get("marks") or []
+    model_strokes = mark.get("provider") == "openai" and mark.get("marked", True) and (
+        not drawn or any(m["drawn_by"] != "deskmark" for m in drawn))
+    facts = credentials.Provenance(
+        job.job_id, job.vendor, job.ticket_id, job.photo.filename,
+        mark.get("model") if model_strokes else None,
+        [{"label": m["label"], "x": m["region"][0], "y": m["region"][1],
+          "width": m["region"][2] - m["region"][0], "height": m["region"][3] - m["region"][1]}
+         for m in drawn])
+    try:
+        keys = rt.signing_keys()
+        signed = credentials.sign(image, original, kind, facts, keys)
+    except Exception as exc:  # noqa: BLE001 - any failure: deliver unsigned, and say so
+        log.warning("content credentials for %s not added: %s", job.job_id, exc)
+        return image, {**mark, "credentials": {"error": str(exc)[:300]}}
+    return signed, {**mark, "credentials": {"signer": "throwaway" if keys.throwaway else "configured"}}
+
+
 def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runtime,
                    ticket: Ticket, marked: bytes, mark: Mark) -> None:
     assert rt.notifier is not None
@@ -245,6 +285,7 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runt
         customer_words=words if len(words) <= 280 else words[:279] + "…",
         what=what_was_marked(mark),
         cost=money(mark.get("cost_usd")),
+        checks=signals.checks_line(mark["signals"]) if "signals" in mark else "",
     )
     # Each post is recorded before it is made. An attempt that finds an earlier one recorded
     # looks in the channel first: that post may have gone through with its answer lost.

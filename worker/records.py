@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-__all__ = ["DrawnMark", "Mark", "JobRecord"]
+__all__ = ["DrawnMark", "Mark", "JobRecord", "Signals"]
 
 
 class DrawnMark(TypedDict):
@@ -18,6 +18,16 @@ class DrawnMark(TypedDict):
     drawn_by: str  # the edit model's name, or "deskmark" when its mark was missing or wrong
     why: str | None  # why deskmark drew it (None: the model's own mark was kept)
     coverage: float | None  # how much of the ring around the region the model's red covered
+
+
+class Signals(TypedDict, total=False):
+    """Claim signals of the customer's photo (worker.signals): facts, never verdicts."""
+
+    generated_by: str  # the tool a generator's own content credentials name
+    source_type: str  # the IPTC digital source type it declared
+    camera: str  # "Apple iPhone 15 Pro"; absent: no camera make or model
+    taken: str  # ISO time the camera recorded, as written (no zone)
+    taken_days_before: float  # how long before deskmark received it
 
 
 class Mark(TypedDict, total=False):
@@ -41,6 +51,8 @@ class Mark(TypedDict, total=False):
     lost_edits: int  # edit calls cut off with their worker (each may have been billed)
     budget_reached: bool  # the daily budget was spent: the local annotator marked it
     budget_usd: float
+    credentials: dict[str, str]  # {"signer": "throwaway" | "configured"}, or {"error": why not}
+    signals: Signals  # claim signals of the customer's photo (worker.signals)
 
 
 class JobRecord(TypedDict, total=False):

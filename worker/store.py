@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
@@ -341,6 +342,15 @@ class Store:
         return max(0.0, ttl / 1000) if isinstance(ttl, int) and ttl > 0 else 0.0
 
     # --- the marked image ---------------------------------------------------------------------
+    def shared_signer(self, make: Callable[[], str]) -> str:
+        """The deployment's throwaway content-credentials signer (worker.credentials): made by
+        the first worker that needs one, `make()`, and used by all. Kept without expiry."""
+        found = self.r.get("dm:c2pa:signer")
+        if found is None:
+            self.r.set("dm:c2pa:signer", make().encode(), nx=True)
+            found = self.r.get("dm:c2pa:signer")
+        return _text(found)
+
     def save_marked(self, job_id: str, image: bytes, meta: Mark) -> None:
         pipe = self.r.pipeline()
         pipe.set(f"dm:job:{job_id}:marked", image, ex=self.retention)

@@ -14,7 +14,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["damaged_product", "damage_box", "product_box", "DAMAGE_CENTRE", "DAMAGES"]
+__all__ = ["damaged_product", "damage_box", "product_box", "generated_photo", "camera_photo", "DAMAGE_CENTRE",
+           "DAMAGES"]
 
 # Where the star of cracks is, as fractions of width and height.
 DAMAGE_CENTRE = (0.62, 0.40)
@@ -112,4 +113,40 @@ def damaged_product(width: int = 1600, height: int = 1200, seed: int = 7,
     if exif is not None:
         options["exif"] = exif
     image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def generated_photo(tool: str = "DALL·E 3", seed: int = 7,
+                    source_type: str = "trainedAlgorithmicMedia") -> bytes:
+    """A damage photo that says, in its own content credentials, that a generative model made
+    it (`c2pa.created` with the IPTC source type), as images from OpenAI, Adobe Firefly or
+    Google do: the refund-fraud case deskmark flags."""
+    import json
+
+    import c2pa
+
+    from worker.credentials import IPTC, throwaway_keys
+
+    manifest = {
+        "claim_generator_info": [{"name": tool}], "title": "image.jpg", "format": "image/jpeg",
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+            {"action": "c2pa.created", "softwareAgent": {"name": tool},
+             "digitalSourceType": IPTC + source_type}]}}],
+    }
+    out = io.BytesIO()
+    with c2pa.Builder(json.dumps(manifest)) as builder, \
+            throwaway_keys(name=f"{tool} signer").signer() as signer:
+        builder.sign(signer, "image/jpeg", io.BytesIO(damaged_product(seed=seed)), out)
+    return out.getvalue()
+
+
+def camera_photo(make: str = "Apple", model: str = "iPhone 15 Pro", taken: str = "2026:11:25 14:03:11",
+                 seed: int = 7) -> bytes:
+    """A damage photo with the EXIF a phone camera writes: make, model and when it was taken."""
+    image = Image.open(io.BytesIO(damaged_product(seed=seed)))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = make, model
+    exif.get_ifd(0x8769)[0x9003] = taken
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif)
     return out.getvalue()

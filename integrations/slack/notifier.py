@@ -118,6 +118,7 @@ class Review:
     customer_words: str
     what: str
     cost: str
+    checks: str = ""  # the claim signals' line (worker.signals), shown above the buttons
 
 
 def translate(exc: Exception) -> VendorError:
@@ -219,6 +220,9 @@ class SlackNotifier:
                 f"<{link_target(review.ticket_url)}|#{mrkdwn_escape(review.ticket_id)}>, photo "
                 f"`{mrkdwn_escape(review.filename)}` (job `{review.job_id}`)")}},
         ]
+        if review.checks:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                       "text": mrkdwn_escape(review.checks)}})
         if buttons:
             blocks.append({"type": "actions", "block_id": "warranty_review", "elements": [
                 {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,

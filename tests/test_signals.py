@@ -1,0 +1,78 @@
+"""Claim signals about the customer's photo: its own content credentials saying a generative
+model made it, and camera facts. In the note, the Slack review and the tags; never blocking."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import httpx
+
+from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.photos import camera_photo, damaged_product, generated_photo
+from deskmark.sandbox.server import LoopbackServer
+from deskmark.sandbox.slack import SandboxSlack
+from deskmark.sandbox.zendesk import SandboxZendesk
+from integrations.events import job_id_for
+from tests.conftest import WorkerProcess, wait_for
+from tests.test_slack import review_message
+from worker import credentials
+from worker.signals import checks_line, read_signals
+from worker.store import Store
+
+CUSTOMER = SandboxZendesk.CUSTOMER_ID
+
+
+def test_a_photo_its_own_credentials_call_generated_is_flagged_everywhere_and_still_marked(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk, slack: SandboxSlack,
+    openai_fake: SandboxOpenAI, deskmark_env: dict[str, str],
+) -> None:
+    subject = f"Shattered vase {uuid.uuid4().hex[:8]}"
+    ticket_id = zendesk.create_ticket(subject, "It came like this.", tags=["order-77"])
+    photo = generated_photo(tool="DALL·E 3", seed=160)
+    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo", [("vase.jpg", photo, "image/jpeg")])
+    job_id = job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
+    store = Store.from_url(deskmark_env["REDIS_URL"])
+    wait_for(lambda: store.job(job_id).get("state") == "done", timeout=60)
+
+    [note] = [n for n in zendesk.notes(ticket_id) if n.attachments]
+    assert "Checks: its own content credentials say DALL·E 3 generated it (trainedAlgorithmicMedia)" in note.html_body
+    assert zendesk.tickets[ticket_id].tags == ["order-77", "deskmark_annotated", "warranty_review",
+                                               "deskmark_ai_generated"]
+    review = review_message(slack, f"Zendesk ticket #{ticket_id}")
+    texts = [b["text"]["text"] for b in review.blocks if b.get("type") == "section"]
+    assert any("DALL·E 3 generated it" in t for t in texts)
+    assert [b["type"] for b in review.blocks][-1] == "actions"  # the checks sit above the buttons
+    page = httpx.get(f"{web.url}/", timeout=10).text
+    row = page[page.index(f'data-job="{job_id}"'):]
+    assert "DALL·E 3 generated it" in row[:row.index("</tr>")]  # on the dashboard too
+    # Marked and signed all the same: the flag never blocks.
+    summary = credentials.read(note.attachments[0].data)
+    assert summary is not None and summary.valid and summary.job_id == job_id
+
+
+def test_ordinary_photos_are_not_flagged() -> None:
+    received = time.time()
+    for photo in (damaged_product(seed=161), camera_photo(seed=162)):
+        signals = read_signals(io.BytesIO(photo), "image/jpeg", received)
+        assert "generated_by" not in signals
+    # Our own signed output declares an AI composite: read as a customer photo, that is flagged.
+    keys = credentials.throwaway_keys()
+    ours = credentials.sign(damaged_product(seed=163), io.BytesIO(damaged_product(seed=163)),
+                            "image/jpeg", credentials.Provenance("dm-x", "zendesk", "1", "a.jpg",
+                                                                 "gpt-image-2", []), keys)
+    assert read_signals(io.BytesIO(ours), "image/jpeg", received)["source_type"] == \
+        "compositeWithTrainedAlgorithmicMedia"
+
+
+def test_camera_facts_are_facts() -> None:
+    taken = time.strftime("%Y:%m:%d %H:%M:%S", time.gmtime(time.time() - 3 * 86400))
+    signals = read_signals(io.BytesIO(camera_photo("Google", "Pixel 9", taken, seed=164)),
+                           "image/jpeg", time.time())
+    assert signals["camera"] == "Google Pixel 9" and 2.9 <= signals["taken_days_before"] <= 3.1
+    assert checks_line(signals) == "Checks: camera Google Pixel 9; taken 3 days before deskmark received it."
+    bare = read_signals(io.BytesIO(damaged_product(seed=165, fmt="PNG")), "image/png", time.time())
+    assert checks_line(bare) == "Checks: no camera metadata (normal for screenshots and messaging apps)."
+    broken = read_signals(io.BytesIO(b"\xff\xd8\xff\xe0 not really a jpeg"), "image/jpeg", time.time())
+    assert broken == {}

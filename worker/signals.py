@@ -1,0 +1,89 @@
+"""Claim signals: facts about the customer's photo that a warranty reviewer should see before
+approving, read from the file as downloaded (before any metadata is stripped). They never block
+marking, and they are facts, not verdicts.
+
+- The photo's own content credentials: a manifest whose actions declare a generated or
+  AI-composited source means a generative tool says it made the photo (tag
+  `deskmark_ai_generated`).
+- Camera facts: make and model, and when it was taken. "No camera metadata" is normal for
+  screenshots and messaging apps, which strip it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import IO
+
+from worker.records import Signals
+
+__all__ = ["Signals", "read_signals", "signal_tags", "checks_line", "AI_TAG"]
+
+log = logging.getLogger("deskmark.signals")
+
+AI_TAG = "deskmark_ai_generated"
+_MAKE, _MODEL, _EXIF_IFD, _TAKEN, _TAKEN_FALLBACK = 0x010F, 0x0110, 0x8769, 0x9003, 0x0132
+
+
+def read_signals(original: IO[bytes], content_type: str, received: float) -> Signals:
+    """The signals of the customer's file; `received` is when its job was created (epoch)."""
+    # Here, not at the top: the web app shows `checks_line` without loading c2pa and Pillow.
+    from PIL import Image, UnidentifiedImageError
+
+    from worker import credentials
+
+    found: Signals = {}
+    try:
+        original.seek(0)
+        summary = credentials.read(original.read(), content_type)
+    except Exception as exc:  # noqa: BLE001 - a signal, never a failure of the job
+        log.info("content credentials of the customer's photo unreadable: %s", exc)
+        summary = None
+    if summary is not None and summary.ai_source:
+        found["generated_by"] = summary.agent or "an unnamed generative tool"
+        found["source_type"] = summary.ai_source.rsplit("/", 1)[-1]
+    try:
+        original.seek(0)
+        with Image.open(original) as image:
+            exif = image.getexif()
+            camera = " ".join(str(exif.get(tag, "")).strip("\x00 ") for tag in (_MAKE, _MODEL)).strip()
+            taken = str(exif.get_ifd(_EXIF_IFD).get(_TAKEN) or exif.get(_TAKEN_FALLBACK) or "")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        log.info("camera metadata of the customer's photo unreadable: %s", exc)
+        camera, taken = "", ""
+    finally:
+        original.seek(0)
+    if camera:
+        found["camera"] = camera
+    try:
+        when = datetime.datetime.strptime(taken.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        when = None
+    if when is not None:
+        found["taken"] = when.isoformat()
+        # EXIF times carry no zone: treated as UTC, so a day is the finest that means anything.
+        found["taken_days_before"] = round(
+            (received - when.replace(tzinfo=datetime.UTC).timestamp()) / 86400, 1)
+    return found
+
+
+def signal_tags(signals: Signals) -> list[str]:
+    return [AI_TAG] if signals.get("generated_by") else []
+
+
+def checks_line(signals: Signals) -> str:
+    """One plain-text line for the note, Slack and the dashboard."""
+    parts: list[str] = []
+    if signals.get("generated_by"):
+        parts.append(f"its own content credentials say {signals['generated_by']} generated it "
+                     f"({signals.get('source_type')})")
+    if signals.get("camera"):
+        parts.append(f"camera {signals['camera']}")
+    if "taken_days_before" in signals:
+        days = signals["taken_days_before"]
+        parts.append(f"taken {days:g} days before deskmark received it" if days >= 1 else
+                     "taken within a day of being sent" if days > -1 else
+                     f"camera clock {-days:g} days ahead of its sending")
+    if not signals.get("camera") and "taken" not in signals:
+        parts.append("no camera metadata (normal for screenshots and messaging apps)")
+    return "Checks: " + "; ".join(parts) + "."
