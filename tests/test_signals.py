@@ -3,6 +3,7 @@ model made it, and camera facts. In the note, the Slack review and the tags; nev
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 import uuid
@@ -47,6 +48,13 @@ def test_a_photo_its_own_credentials_call_generated_is_flagged_everywhere_and_st
     page = httpx.get(f"{web.url}/", timeout=10).text
     row = page[page.index(f'data-job="{job_id}"'):]
     assert "DALL·E 3 generated it" in row[:row.index("</tr>")]  # on the dashboard too
+    job_page = httpx.get(f"{web.url}/jobs/{job_id}", timeout=10)
+    assert job_page.status_code == 200
+    for shown in ("DALL·E 3 generated it", "valid", "(self-signed)",
+                  hashlib.sha256(photo).hexdigest(), "gpt-image-2 (AI composite)",
+                  f"/jobs/{job_id}/before.jpg", f"/jobs/{job_id}/marked.jpg"):
+        assert shown in job_page.text, shown
+    assert httpx.get(f"{web.url}/jobs/dm-not-a-job", timeout=10).status_code == 404
     # Marked and signed all the same: the flag never blocks.
     summary = credentials.read(note.attachments[0].data)
     assert summary is not None and summary.valid and summary.job_id == job_id

@@ -45,6 +45,21 @@ def index() -> str:
     )
 
 
+@blueprint.get("/jobs/<job_id>")
+def job_page(job_id: str) -> str:
+    """One job: the photos, the claim signals, the content credentials, the cost and the
+    vendors' request ids."""
+    from worker import credentials  # c2pa only where a page asks for it
+
+    store = services().store
+    job = store.job(job_id)
+    if not job:
+        abort(404)
+    marked = store.marked(job_id)
+    summary = credentials.read(marked) if marked else None
+    return render_template("job.html", job=job, summary=summary, checks=checks_line)
+
+
 @blueprint.get("/jobs/<job_id>/<any(marked, before, after):name>.jpg")
 def job_image(job_id: str, name: str) -> Response:
     image = services().store.image(job_id, name)
