@@ -14,8 +14,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["damaged_product", "damage_box", "product_box", "generated_photo", "camera_photo", "DAMAGE_CENTRE",
-           "DAMAGES"]
+__all__ = ["damaged_product", "damage_box", "product_box", "generated_photo", "camera_photo", "scene",
+           "DAMAGE_CENTRE", "DAMAGES"]
 
 # Where the star of cracks is, as fractions of width and height.
 DAMAGE_CENTRE = (0.62, 0.40)
@@ -149,4 +149,32 @@ def camera_photo(make: str = "Apple", model: str = "iPhone 15 Pro", taken: str =
     exif.get_ifd(0x8769)[0x9003] = taken
     out = io.BytesIO()
     image.save(out, "JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
+def scene(seed: int, width: int = 1600, height: int = 1200) -> bytes:
+    """A photo of some other scene: a lit room or a table top, furniture and objects of random
+    shapes, colours and places, and sensor noise. Twenty seeds, twenty different pictures (for
+    the duplicate check's false positives)."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    top = tuple(rng.randint(40, 230) for _ in range(3))
+    bottom = tuple(rng.randint(20, 200) for _ in range(3))
+    horizon = rng.uniform(0.3, 0.7) * height
+    for y in range(height):
+        mix = min(1.0, y / horizon) if y < horizon else 1.0
+        colour = tuple(int(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True))
+        draw.line([(0, y), (width, y)], fill=colour)
+    for _ in range(rng.randint(4, 12)):
+        x0, y0 = rng.uniform(-0.2, 0.9) * width, rng.uniform(-0.2, 0.9) * height
+        x1, y1 = x0 + rng.uniform(0.1, 0.6) * width, y0 + rng.uniform(0.1, 0.6) * height
+        fill = tuple(rng.randint(0, 255) for _ in range(3))
+        shape = rng.choice((draw.rectangle, draw.ellipse))
+        shape([x0, y0, x1, y1], fill=fill)
+    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4)))
+    noise = Image.effect_noise((width, height), 25).convert("RGB")
+    image = Image.blend(image, noise, 0.08)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=88)
     return out.getvalue()
