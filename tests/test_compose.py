@@ -31,10 +31,18 @@ def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
     if command is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed (.ci/run installs one)")
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_PASSWORD", "DESKMARK_DOMAIN")}
-    # Without a Redis password it refuses, and says what to set.
-    result = subprocess.run([*command, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
-                            text=True, cwd=tmp_path, env=env)
-    assert result.returncode != 0 and "set REDIS_PASSWORD in .env" in result.stderr
+    # Without a .env the file is still valid; Redis refuses to start without a password, and
+    # says what to set (its start command, run here with the password compose would give it).
+    result = subprocess.run([*command, "-f", str(COMPOSE), "config", "--format", "json"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    redis_service = json.loads(result.stdout)["services"]["redis"]
+    assert redis_service["environment"]["REDIS_PASSWORD"] == ""
+    # (`config` prints `$$` as written; the container's shell gets `$`.)
+    start = [part.replace("$$", "$") for part in [*redis_service["entrypoint"], *redis_service["command"]]]
+    refused = subprocess.run(["/bin/sh", *start[1:]], capture_output=True, text=True, timeout=10,
+                             env={"REDIS_PASSWORD": "", "PATH": "/nonexistent"})  # never a real Redis
+    assert refused.returncode == 1 and "set REDIS_PASSWORD in .env" in refused.stderr
     result = subprocess.run([*command, "-f", str(COMPOSE), "config", "--format", "json"],
                             capture_output=True, text=True, cwd=tmp_path,
                             env={**env, "REDIS_PASSWORD": "s3cretPassw0rd"})
@@ -42,7 +50,8 @@ def test_compose_config_accepts_the_file(tmp_path: Path) -> None:
     services = json.loads(result.stdout)["services"]
     published = {name for name, service in services.items() if service.get("ports")}
     assert published == {"caddy"}  # the web app is reached through the proxy only
-    assert "--requirepass" in services["redis"]["command"]
+    assert '--requirepass "$$REDIS_PASSWORD"' in " ".join(services["redis"]["command"])
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == "s3cretPassw0rd"
     assert services["web"]["environment"]["REDIS_URL"] == "redis://:s3cretPassw0rd@redis:6379/0"
     assert services["caddy"]["environment"]["DESKMARK_SITE"] == "http://localhost"
     assert any(v["target"] == "/etc/caddy/Caddyfile" for v in services["caddy"]["volumes"])
