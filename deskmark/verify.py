@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker import credentials
+from worker import credentials, images
 
 __all__ = ["run_verify"]
 
@@ -48,8 +48,7 @@ def run_verify(paths: list[str]) -> int:
             print(f"{path}: cannot be read ({exc.strerror or exc})")
             ok = False
             continue
-        kind = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
-        summary = credentials.read(data, kind)
+        summary = credentials.read(data, images.mime_type(data) or "image/jpeg")
         print("\n".join(describe(path, summary)))
         ok = ok and summary is not None and summary.valid
     return 0 if ok else 1

@@ -212,14 +212,15 @@ class Summary:
     agent: str | None  # the software agent of that action
 
 
-def read(data: bytes, content_type: str = "image/jpeg") -> Summary | None:
-    """The photo's content credentials, summed up; None when it carries none."""
+def read(data: bytes | IO[bytes], content_type: str = "image/jpeg") -> Summary | None:
+    """The photo's content credentials (from its bytes, or a file read from where it stands),
+    summed up; None when it carries none."""
     try:
-        with c2pa.Reader(content_type, io.BytesIO(data)) as reader:
+        with c2pa.Reader(content_type, io.BytesIO(data) if isinstance(data, bytes) else data) as reader:
             store = json.loads(reader.json())
+    except c2pa.C2paError.ManifestNotFound:
+        return None
     except c2pa.C2paError as exc:
-        if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in str(exc) or "not found" in str(exc).lower():
-            return None
         return Summary(False, [str(exc)], "", False, None, None, [], None, None, None, None, None)
     active = store.get("manifests", {}).get(store.get("active_manifest") or "")
     if active is None:

@@ -95,6 +95,15 @@ def _stream(source: Source) -> BinaryIO:
     return source
 
 
+MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
+              "HEIF": "image/heic"}
+
+
+def mime_type(source: Source) -> str | None:
+    """The image's media type by its magic bytes (`sniff`), or None."""
+    return MIME_TYPES.get(sniff(source) or "")
+
+
 def sniff(source: Source) -> str | None:
     """The image format by magic bytes, or None."""
     data = _head(source)

@@ -195,7 +195,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 results=JobResults(rt.store, job_id),
                 on_edit=lambda started: rt.store.count_edit(job_id, started),
             )
-            kind = MIME_TYPES.get(images.sniff(source) or "", "application/octet-stream")
+            kind = images.mime_type(source) or "application/octet-stream"
             marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
             mark["signals"] = signals.read_signals(source, kind, record.get("created") or time.time())
         lost = lost or int(record.get("lost_edits") or 0)
@@ -246,10 +246,6 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     rt.store.update(job_id, {"state": "done", "finished": time.time(), "reason": ""})
     log.info("done %s on %s ticket %s (attempt %d)", job_id, vendor, ticket_id, attempt)
     return "done"
-
-
-MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp",
-              "HEIF": "image/heic"}
 
 
 def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, job: Job,

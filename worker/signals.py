@@ -35,7 +35,7 @@ def read_signals(original: IO[bytes], content_type: str, received: float) -> Sig
     found: Signals = {}
     try:
         original.seek(0)
-        summary = credentials.read(original.read(), content_type)
+        summary = credentials.read(original, content_type)  # the file, not a copy in memory
     except Exception as exc:  # noqa: BLE001 - a signal, never a failure of the job
         log.info("content credentials of the customer's photo unreadable: %s", exc)
         summary = None
