@@ -75,7 +75,7 @@ def checks_line(signals: Signals) -> str:
     """One plain-text line for the note, Slack and the dashboard."""
     parts: list[str] = []
     if signals.get("generated_by"):
-        parts.append(f"its own content credentials say {signals['generated_by']} generated it "
+        parts.append(f"the photo's own content credentials say {signals['generated_by']} generated it "
                      f"({signals.get('source_type')})")
     if signals.get("camera"):
         parts.append(f"camera {signals['camera']}")
