@@ -38,7 +38,8 @@ def test_a_photo_its_own_credentials_call_generated_is_flagged_everywhere_and_st
     wait_for(lambda: store.job(job_id).get("state") == "done", timeout=60)
 
     [note] = [n for n in zendesk.notes(ticket_id) if n.attachments]
-    assert "Checks: the photo's own content credentials say DALL·E 3 generated it (trainedAlgorithmicMedia)" in note.html_body
+    assert ("Checks: the photo's own content credentials say DALL·E 3 generated it "
+            "(trainedAlgorithmicMedia)") in note.html_body
     assert zendesk.tickets[ticket_id].tags == ["order-77", "deskmark_annotated", "warranty_review",
                                                "deskmark_ai_generated"]
     review = review_message(slack, f"Zendesk ticket #{ticket_id}")
