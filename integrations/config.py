@@ -55,6 +55,10 @@ class Settings:
     image_memory_mb: int = 400
     # DESKMARK_RETENTION_DAYS: photos, marked images, job records and dead letters.
     retention_days: int = 14
+    # DESKMARK_DUPLICATE_DAYS: how long a photo's perceptual hash, ticket and requester id stay
+    # in the re-used-photo index (worker.dupes): found for at least this, gone after twice it.
+    # 0 turns the check off.
+    duplicate_days: int = 90
     attachment_hosts: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
     # DESKMARK_C2PA_CERT / DESKMARK_C2PA_KEY: the PEM chain and key that sign the content
@@ -163,6 +167,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         visibility_timeout=int(r.number("DESKMARK_VISIBILITY_TIMEOUT", 3600, int)),
         image_memory_mb=int(r.number("DESKMARK_IMAGE_MEMORY_MB", 400, int)),
         retention_days=int(r.number("DESKMARK_RETENTION_DAYS", 14, int)),
+        duplicate_days=int(r.number("DESKMARK_DUPLICATE_DAYS", 90, int)),
         attachment_hosts=tuple(h.lower() for h in r.csv("DESKMARK_ATTACHMENT_HOSTS")),
         admin_token=r.get("DESKMARK_ADMIN_TOKEN"),
         c2pa_cert=r.get("DESKMARK_C2PA_CERT"),
@@ -177,6 +182,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
                           "photo needs about 40 MB to mark")
     if settings.retention_days < 1:
         r.problems.append("DESKMARK_RETENTION_DAYS must be at least 1 (default 14)")
+    if settings.duplicate_days < 0:
+        r.problems.append("DESKMARK_DUPLICATE_DAYS must be 0 (the re-used-photo check off) or "
+                          "more (default 90)")
     if bool(settings.c2pa_cert) != bool(settings.c2pa_key):
         r.problems.append("DESKMARK_C2PA_CERT and DESKMARK_C2PA_KEY go together: set both (a PEM "
                           "chain and its key), or neither for a throwaway signer")

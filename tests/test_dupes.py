@@ -1,6 +1,6 @@
 """The re-used-photo index (worker.dupes), on a real Redis: a recompressed, downscaled copy sent
-on another ticket is found and named; twenty different scenes flag nothing. (Not yet wired into
-the pipeline: see the README.)"""
+on another ticket is found and named; twenty different scenes flag nothing; a photo is kept for its
+window, then trimmed. The pipeline's use of it: tests/test_signals.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import pytest
 import redis
 from PIL import Image
 
-from deskmark.sandbox.photos import scene
-from worker.dupes import MATCH_BITS, DupeIndex, dhash, distance
+from deskmark.sandbox.photos import damaged_product, scene
+from worker.dupes import MATCH_BITS, DupeIndex, distance, photo_hash
+
+NOV_2 = 1793577600.0  # 2026-11-02 00:00 UTC
+DAY = 86400
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def index(redis_url: str) -> Iterator[DupeIndex]:
 
 
 def hash_of(data: bytes) -> int:
-    return dhash(Image.open(io.BytesIO(data)))
+    return photo_hash(io.BytesIO(data))
 
 
 def recompressed(data: bytes, quality: int = 70, scale: float = 0.8) -> bytes:
@@ -37,19 +40,19 @@ def recompressed(data: bytes, quality: int = 70, scale: float = 0.8) -> bytes:
 
 def test_a_recompressed_downscaled_copy_on_another_ticket_is_found(index: DupeIndex) -> None:
     photo = scene(901)
-    index.add("dm-first", hash_of(photo), "zendesk", "1001", "361502847215", "2026-11-02")
+    index.add("dm-first", hash_of(photo), "zendesk", "1001", "361502847215", when=NOV_2 + 3600)
     copy = hash_of(recompressed(photo))
     assert distance(copy, hash_of(photo)) <= 3
-    [seen] = index.find(copy, exclude="dm-second")
+    [seen] = index.find(copy, exclude="dm-second", when=NOV_2 + 7 * DAY)
     assert (seen.photo_id, seen.vendor, seen.ticket_id, seen.requester, seen.at) == (
         "dm-first", "zendesk", "1001", "361502847215", "2026-11-02")
-    assert index.find(copy, exclude="dm-first") == []  # a photo is not its own duplicate
+    assert index.find(copy, exclude="dm-first", when=NOV_2 + 7 * DAY) == []  # not its own duplicate
 
 
 def test_twenty_different_scenes_flag_nothing(index: DupeIndex) -> None:
     hashes = {f"dm-{seed}": hash_of(scene(seed)) for seed in range(910, 930)}
     for photo_id, value in hashes.items():
-        index.add(photo_id, value, "gorgias", photo_id[3:], "someone", "2026-11-29")
+        index.add(photo_id, value, "gorgias", photo_id[3:], "someone")
     for photo_id, value in hashes.items():
         assert index.find(value, exclude=photo_id) == [], photo_id
         assert [s.photo_id for s in index.find(value)] == [photo_id]
@@ -59,7 +62,7 @@ def test_every_hash_within_seven_bits_is_found_without_a_scan(index: DupeIndex) 
     rng = random.Random(3)
     stored = [rng.getrandbits(64) for _ in range(300)]
     for n, value in enumerate(stored):
-        index.add(f"dm-{n}", value, "freshdesk", str(n), "r", "2026-11-29")
+        index.add(f"dm-{n}", value, "freshdesk", str(n), "r")
     for n, value in enumerate(stored[:100]):
         flips = rng.sample(range(64), 7)
         near = value
@@ -71,7 +74,44 @@ def test_every_hash_within_seven_bits_is_found_without_a_scan(index: DupeIndex) 
 
 def test_indexing_a_photo_twice_keeps_one_entry(index: DupeIndex) -> None:
     value = hash_of(scene(940))
-    for _ in range(2):
-        index.add("dm-twice", value, "zendesk", "7", "r", "2026-11-29")
+    assert index.add("dm-twice", value, "zendesk", "7", "r")
+    assert not index.add("dm-twice", value, "zendesk", "7", "r")
     assert len(index.find(value)) == 1
-    assert all(index.r.llen(key) == 1 for key in index.r.scan_iter(f"{index.prefix}:[0-3]:*"))
+    buckets = list(index.r.scan_iter(f"{index.prefix}:[0-3]:*"))
+    assert len(buckets) == 4 and all(index.r.llen(key) == 1 for key in buckets)
+
+
+def test_a_photo_is_kept_for_its_window_and_then_leaves(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/8")
+    index = DupeIndex(client, prefix=f"test:{uuid.uuid4().hex[:8]}", days=30)
+    value = hash_of(scene(941))
+    assert index.add("dm-old", value, "zendesk", "1", "r", when=NOV_2)
+    for later in (0, 29):  # found for the window ...
+        assert [s.photo_id for s in index.find(value, when=NOV_2 + later * DAY)] == ["dm-old"], later
+    assert index.find(value, when=NOV_2 + 30 * DAY) == []  # ... and not after, trimmed or not
+    buckets = sorted(client.scan_iter(f"{index.prefix}:*"))
+    assert len(buckets) == 4  # a photo is four records, and nothing else
+    assert all(29 * DAY < client.ttl(key) <= 30 * DAY for key in buckets)  # a bucket no one adds to ends
+    # A photo added after the window takes the old one's records out of the buckets they share:
+    # one bit apart, the two share the buckets of bands 0-2.
+    assert index.add("dm-new", value ^ 1, "zendesk", "2", "r", when=NOV_2 + 31 * DAY)
+    assert sorted(client.llen(key) for key in client.scan_iter(f"{index.prefix}:*")) == [1, 1, 1, 1, 1]
+    [seen] = index.find(value, when=NOV_2 + 31 * DAY)
+    assert (seen.photo_id, seen.bits, seen.at) == ("dm-new", 1, "2026-12-03")
+    client.close()
+
+
+def test_a_match_found_through_a_later_band_is_named(index: DupeIndex) -> None:
+    value = hash_of(scene(942))
+    index.add("dm-first", value, "freshdesk", "77", "5", when=NOV_2)
+    near = value ^ (0b11 << 48)  # two bits of band 0: found through bands 1-3 only
+    [seen] = index.find(near, when=NOV_2 + DAY)
+    assert (seen.photo_id, seen.vendor, seen.ticket_id, seen.requester, seen.at, seen.bits) == (
+        "dm-first", "freshdesk", "77", "5", "2026-11-02", 2)
+
+
+def test_the_sandboxs_product_photos_are_different_pictures_for_different_seeds() -> None:
+    """Each test ticket's photo is its own picture: otherwise every ticket would be flagged."""
+    hashes = [hash_of(damaged_product(800, 600, seed=seed)) for seed in range(120)]
+    assert min(distance(a, b) for n, a in enumerate(hashes) for b in hashes[n + 1:]) > MATCH_BITS
+    assert distance(hash_of(damaged_product(1600, 1200, seed=5)), hashes[5]) <= 2  # a seed: one picture

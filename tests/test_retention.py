@@ -15,6 +15,7 @@ from tests.test_exactly_once import send_photo
 
 DAY = 86400
 RETENTION_DAYS = 3
+DUPLICATE_DAYS = 5
 LIVES = -1  # no TTL: meant to live
 # Every key deskmark (or its broker) writes: pattern -> the longest TTL it may have (seconds).
 KEYS: list[tuple[str, int]] = [
@@ -30,6 +31,8 @@ KEYS: list[tuple[str, int]] = [
     (r"dm:failures:\d{4}-\d\d-\d\d", 8 * DAY),
     (r"dm:limit:edit", 120),
     (r"dm:heartbeat:worker", 45),
+    # The re-used-photo index (worker.dupes): its lists end after DUPLICATE_DAYS with no addition.
+    (r"dm:ph:[0-3]:[0-9a-f]{4}", DUPLICATE_DAYS * DAY),
     # Meant to live: indexes trimmed by age (or by their jobs ending), Prometheus counters.
     (r"dm:(jobs|dead|watch)", LIVES),
     (r"dm:metrics:(jobs|edit_seconds|spend_usd_total)", LIVES),
@@ -43,7 +46,8 @@ def test_every_key_deskmark_writes_has_an_end_unless_it_is_meant_to_live(
     make_stack: Callable[..., Stack], zendesk: SandboxZendesk, openai_fake: SandboxOpenAI,
     slack: SandboxSlack,
 ) -> None:
-    stack = make_stack(DESKMARK_RETENTION_DAYS=str(RETENTION_DAYS))
+    stack = make_stack(DESKMARK_RETENTION_DAYS=str(RETENTION_DAYS),
+                       DESKMARK_DUPLICATE_DAYS=str(DUPLICATE_DAYS))
     # A done job with a Slack review decided, a job that failed, an unreadable ticket, a reuse.
     tag = uuid.uuid4().hex[:8]
     ticket_id, done = send_photo(zendesk, stack.web.url, f"Kept {tag}", seed=801)

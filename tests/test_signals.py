@@ -1,5 +1,6 @@
 """Claim signals about the customer's photo: its own content credentials saying a generative
-model made it, and camera facts. In the note, the Slack review and the tags; never blocking."""
+model made it, camera facts, and the same photo sent on another ticket. In the note, the Slack
+review, the dashboard and the tags; never blocking."""
 
 from __future__ import annotations
 
@@ -11,18 +12,29 @@ import uuid
 import httpx
 
 from deskmark.sandbox.openai import SandboxOpenAI
-from deskmark.sandbox.photos import camera_photo, damaged_product, generated_photo
+from deskmark.sandbox.photos import camera_photo, damaged_product, generated_photo, scene
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.events import job_id_for
 from tests.conftest import WorkerProcess, wait_for
+from tests.test_dupes import recompressed
 from tests.test_slack import review_message
 from worker import credentials
 from worker.signals import checks_line, read_signals
 from worker.store import Store
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
+ANOTHER_CUSTOMER = 1002
+
+
+def photo_ticket(zendesk: SandboxZendesk, store: Store, photo: bytes, author: int = CUSTOMER,
+                 tags: tuple[str, ...] = ()) -> tuple[int, str]:
+    """A ticket whose customer sends `photo`; its job id once the job is done."""
+    ticket_id = zendesk.create_ticket(f"Damaged {uuid.uuid4().hex[:8]}", "It came like this.",
+                                      tags=list(tags))
+    comment = zendesk.add_comment(ticket_id, author, "photo", [("IMG_0001.jpg", photo, "image/jpeg")])
+    return ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
 
 
 def test_a_photo_its_own_credentials_call_generated_is_flagged_everywhere_and_still_marked(
@@ -85,3 +97,49 @@ def test_camera_facts_are_facts() -> None:
     assert checks_line(bare) == "Checks: no camera metadata (normal for screenshots and messaging apps)."
     broken = read_signals(io.BytesIO(b"\xff\xd8\xff\xe0 not really a jpeg"), "image/jpeg", time.time())
     assert broken == {}
+
+
+def test_the_same_photo_recompressed_on_another_customers_ticket_is_flagged_and_names_the_first(
+    worker: WorkerProcess, web: LoopbackServer, zendesk: SandboxZendesk, slack: SandboxSlack,
+    openai_fake: SandboxOpenAI, deskmark_env: dict[str, str],
+) -> None:
+    store = Store.from_url(deskmark_env["REDIS_URL"])
+    photo = damaged_product(seed=166)
+    first, first_job = photo_ticket(zendesk, store, photo)
+    wait_for(lambda: store.job(first_job).get("state") == "done", timeout=60)
+    assert "deskmark_duplicate_photo" not in zendesk.tickets[first].tags  # the first is not a re-use
+
+    second, second_job = photo_ticket(zendesk, store, recompressed(photo), author=ANOTHER_CUSTOMER,
+                                      tags=("order-78",))
+    wait_for(lambda: store.job(second_job).get("state") == "done", timeout=60)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    said = (f"the same photo was sent on Zendesk ticket #{first} on {today} by another customer "
+            f"(requester {CUSTOMER})")
+    [note] = [n for n in zendesk.notes(second) if n.attachments]
+    assert said in note.html_body
+    assert zendesk.tickets[second].tags == ["order-78", "deskmark_annotated", "warranty_review",
+                                            "deskmark_duplicate_photo"]
+    review = review_message(slack, f"Zendesk ticket #{second}")
+    sections = [b["text"]["text"] for b in review.blocks if b.get("type") == "section"]
+    assert any(said in text for text in sections)
+    assert [b["type"] for b in review.blocks][-1] == "actions"  # above the buttons
+    page = httpx.get(f"{web.url}/", timeout=10).text
+    row = page[page.index(f'data-job="{second_job}"'):]
+    assert said in row[:row.index("</tr>")]
+    job_page = httpx.get(f"{web.url}/jobs/{second_job}", timeout=10).text
+    assert said in job_page and f'href="/jobs/{first_job}"' in job_page  # the first photo's page
+    # Marked and delivered all the same: the flag never blocks.
+    assert credentials.read(note.attachments[0].data) is not None
+
+
+def test_twenty_different_photos_flag_nothing(
+    worker: WorkerProcess, zendesk: SandboxZendesk, openai_fake: SandboxOpenAI,
+    deskmark_env: dict[str, str],
+) -> None:
+    store = Store.from_url(deskmark_env["REDIS_URL"])
+    sent = [photo_ticket(zendesk, store, scene(seed), author=2000 + seed) for seed in range(950, 970)]
+    wait_for(lambda: all(store.job(job_id).get("state") == "done" for _, job_id in sent), timeout=240)
+    for ticket_id, _ in sent:
+        assert zendesk.tickets[ticket_id].tags == ["deskmark_annotated", "warranty_review"], ticket_id
+        [note] = [n for n in zendesk.notes(ticket_id) if n.attachments]
+        assert "the same photo was sent" not in note.html_body

@@ -52,7 +52,7 @@ def test_attachment_event_gets_exactly_one_marked_note(
 ) -> None:
     subject = f"Cracked screen {uuid.uuid4().hex[:8]}"
     ticket_id = zendesk.create_ticket(subject, "It arrived like this.", tags=["vip", "delivery"])
-    photo = damaged_product()
+    photo = damaged_product(seed=170)
     comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo", [("IMG_0001.jpg", photo, "image/jpeg")],
                                   notify=False)
     answers_before = len(zendesk.webhook_answers)

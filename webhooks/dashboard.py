@@ -51,13 +51,14 @@ def job_page(job_id: str) -> str:
     vendors' request ids."""
     from worker import credentials  # c2pa only where a page asks for it
 
-    store = services().store
-    job = store.job(job_id)
+    svc = services()
+    job = svc.store.job(job_id)
     if not job:
         abort(404)
-    marked = store.marked(job_id)
+    marked = svc.store.marked(job_id)
     summary = credentials.read(marked) if marked else None
-    return render_template("job.html", job=job, summary=summary, checks=checks_line)
+    return render_template("job.html", job=job, summary=summary, checks=checks_line,
+                           retention_days=svc.settings.retention_days)
 
 
 @blueprint.get("/jobs/<job_id>/<any(marked, before, after):name>.jpg")

@@ -19,7 +19,7 @@ from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePh
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
-from worker import credentials, images, signals
+from worker import credentials, dupes, images, signals
 from worker.jobs import Job
 from worker.marking import Marker, Reused
 from worker.notes import (
@@ -197,7 +197,13 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             )
             kind = images.mime_type(source) or "application/octet-stream"
             marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
-            mark["signals"] = signals.read_signals(source, kind, record.get("created") or time.time())
+            sent = record.get("created") or time.time()
+            mark["signals"] = signals.read_signals(source, kind, sent)
+            if rt.settings.duplicate_days:
+                seen = signals.seen_before(dupes.DupeIndex(rt.store.r, days=rt.settings.duplicate_days),
+                                           source, job_id, vendor, ticket_id, photo.author_id or "", sent)
+                if seen is not None:
+                    mark["signals"]["seen_before"] = seen
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-__all__ = ["DrawnMark", "Mark", "JobRecord", "Signals"]
+__all__ = ["DrawnMark", "Mark", "JobRecord", "SeenBefore", "Signals"]
 
 
 class DrawnMark(TypedDict):
@@ -20,6 +20,19 @@ class DrawnMark(TypedDict):
     coverage: float | None  # how much of the ring around the region the model's red covered
 
 
+class SeenBefore(TypedDict):
+    """The earliest near-duplicate of the photo sent on another ticket (worker.dupes)."""
+
+    job_id: str  # its job (the dashboard's page of it, while the job record is kept)
+    vendor: str
+    ticket_id: str
+    requester: str  # the id of who sent it there ("" when the helpdesk did not say)
+    date: str  # YYYY-MM-DD
+    bits: int  # how many of the 64 hash bits differ
+    same_requester: bool
+    more: int  # other tickets with it besides this one
+
+
 class Signals(TypedDict, total=False):
     """Claim signals of the customer's photo (worker.signals): facts, never verdicts."""
 
@@ -28,6 +41,7 @@ class Signals(TypedDict, total=False):
     camera: str  # "Apple iPhone 15 Pro"; absent: no camera make or model
     taken: str  # ISO time the camera recorded, as written (no zone)
     taken_days_before: float  # how long before deskmark received it
+    seen_before: SeenBefore  # a near-duplicate was sent on another ticket
 
 
 class Mark(TypedDict, total=False):

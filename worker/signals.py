@@ -7,21 +7,28 @@ marking, and they are facts, not verdicts.
   `deskmark_ai_generated`).
 - Camera facts: make and model, and when it was taken. "No camera metadata" is normal for
   screenshots and messaging apps, which strip it.
+- A re-used photo: the same picture (recompressed or resized, too) was sent on another ticket
+  (worker.dupes; tag `deskmark_duplicate_photo`). `seen_before` looks it up and indexes this one.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from worker.records import Signals
+from worker.records import SeenBefore, Signals
 
-__all__ = ["Signals", "read_signals", "signal_tags", "checks_line", "AI_TAG"]
+__all__ = ["Signals", "read_signals", "seen_before", "signal_tags", "checks_line", "AI_TAG",
+           "DUPLICATE_TAG"]
+
+if TYPE_CHECKING:
+    from worker.dupes import DupeIndex
 
 log = logging.getLogger("deskmark.signals")
 
 AI_TAG = "deskmark_ai_generated"
+DUPLICATE_TAG = "deskmark_duplicate_photo"
 _MAKE, _MODEL, _EXIF_IFD, _TAKEN, _TAKEN_FALLBACK = 0x010F, 0x0110, 0x8769, 0x9003, 0x0132
 
 
@@ -67,8 +74,34 @@ def read_signals(original: IO[bytes], content_type: str, received: float) -> Sig
     return found
 
 
+def seen_before(index: DupeIndex, original: IO[bytes], photo_id: str, vendor: str, ticket_id: str,
+                requester: str, sent: float) -> SeenBefore | None:
+    """The earliest near-duplicate of `original` sent on another ticket, if any; and `original`
+    goes into the index (once, however often its job runs)."""
+    from PIL import UnidentifiedImageError
+
+    from worker.dupes import photo_hash
+
+    try:
+        value = photo_hash(original)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        log.info("no perceptual hash of the customer's photo: %s", exc)
+        return None
+    earlier = [seen for seen in index.find(value, exclude=photo_id, when=sent)
+               if (seen.vendor, seen.ticket_id) != (vendor, ticket_id)]  # a ticket is not its own
+    index.add(photo_id, value, vendor, ticket_id, requester, when=sent)
+    if not earlier:
+        return None
+    first = min(earlier, key=lambda seen: (seen.at, seen.bits))
+    return {"job_id": first.photo_id, "vendor": first.vendor, "ticket_id": first.ticket_id,
+            "requester": first.requester, "date": first.at, "bits": first.bits,
+            "same_requester": bool(requester) and first.requester == requester,
+            "more": len({(seen.vendor, seen.ticket_id) for seen in earlier}) - 1}
+
+
 def signal_tags(signals: Signals) -> list[str]:
-    return [AI_TAG] if signals.get("generated_by") else []
+    return ([AI_TAG] if signals.get("generated_by") else []) + (
+        [DUPLICATE_TAG] if signals.get("seen_before") else [])
 
 
 def checks_line(signals: Signals) -> str:
@@ -77,6 +110,14 @@ def checks_line(signals: Signals) -> str:
     if signals.get("generated_by"):
         parts.append(f"the photo's own content credentials say {signals['generated_by']} generated it "
                      f"({signals.get('source_type')})")
+    seen = signals.get("seen_before")
+    if seen:
+        who = ("the same customer" if seen["same_requester"] else
+               f"another customer (requester {seen['requester']})" if seen["requester"] else
+               "another customer")
+        more = f", and on {seen['more']} more ticket{'s' if seen['more'] > 1 else ''}" if seen["more"] else ""
+        parts.append(f"the same photo was sent on {seen['vendor'].capitalize()} ticket "
+                     f"#{seen['ticket_id']} on {seen['date']} by {who}{more}")
     if signals.get("camera"):
         parts.append(f"camera {signals['camera']}")
     if "taken_days_before" in signals:

@@ -26,6 +26,8 @@ Keys (all under `dm:`), and how long each lives:
   failures:{YYYY-MM-DD}     failed jobs that day, by reason: 8 days
   limit:edit                when the next edit call may start (worker.limits): a minute
   heartbeat:worker          refreshed while a worker's consumer runs: 45 s
+  ph:{band}:{value}         the re-used-photo index (worker.dupes): DESKMARK_DUPLICATE_DAYS
+                            after a photo was last added to it; older records are trimmed
   metrics:jobs, metrics:edit_seconds, metrics:spend_usd_total
                             Prometheus counters (/metrics): live, as counters must
 Celery's own keys (the `deskmark` queue, kombu's `unacked` and `_kombu.*`) are the broker's.

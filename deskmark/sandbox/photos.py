@@ -63,6 +63,19 @@ def _jagged(draw: ImageDraw.ImageDraw, rng: random.Random, start: tuple[float, f
     draw.line(points, fill=CRACK, width=width, joint="curve")
 
 
+def _smooth_field(rng: random.Random, size: tuple[int, int], cells: tuple[int, int],
+                  base: tuple[int, int, int], spread: int) -> Image.Image:
+    """Light and shade that vary smoothly over `size`: a few random cells around `base` (lighter
+    or darker by up to `spread`, a little tinted), scaled up."""
+    small = Image.new("RGB", cells)
+    cell = []
+    for _ in range(cells[0] * cells[1]):
+        light = rng.randint(-spread, spread)
+        cell.append(tuple(max(0, min(235, c + light + rng.randint(-12, 12))) for c in base))
+    small.putdata(cell)
+    return small.resize(size, Image.Resampling.BICUBIC)
+
+
 def damaged_product(width: int = 1600, height: int = 1200, seed: int = 7,
                     fmt: str = "JPEG", exif: bytes | None = None, damage: str = "star",
                     body: tuple[int, int, int] = (35, 38, 44),
@@ -74,13 +87,20 @@ def damaged_product(width: int = 1600, height: int = 1200, seed: int = 7,
     for y in range(height):  # a soft wall-to-table gradient
         shade = int(200 - 60 * y / height)
         draw.line([(0, y), (width, y)], fill=(shade, shade - 8, shade - 20))
-    image = image.filter(ImageFilter.GaussianBlur(2))
+    # Each seed's own room and wallpaper, smooth (no edges to compete with the cracks): no two
+    # seeds' photos are the same picture, as no two customers' are (worker.dupes sees them apart).
+    look = random.Random(f"look {seed}")
+    image = Image.blend(image, _smooth_field(look, (width, height), (9, 8), (150, 140, 125), 70), 0.8)
     draw = ImageDraw.Draw(image)
     outline = product_box(width, height)
     draw.rounded_rectangle(outline, radius=width // 30, fill=body)
     inset = width // 60
-    draw.rounded_rectangle((outline[0] + inset, outline[1] + inset, outline[2] - inset,
-                            outline[3] - inset), radius=width // 60, fill=screen)
+    glass = (outline[0] + inset, outline[1] + inset, outline[2] - inset, outline[3] - inset)
+    shape = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(shape).rounded_rectangle(glass, radius=width // 60, fill=255)
+    wallpaper = _smooth_field(look, (width, height), (5, 8), screen, 45)
+    image.paste(wallpaper, (0, 0), shape)
+    draw = ImageDraw.Draw(image)
     line = max(2, width // 500)
     if damage == "star":
         cx, cy = int(width * DAMAGE_CENTRE[0]), int(height * DAMAGE_CENTRE[1])
