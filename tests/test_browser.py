@@ -86,11 +86,13 @@ def test_dashboard_shows_jobs_and_replays_a_dead_letter(
                 page.reload()
             assert page.locator(f"#jobs tr[data-job='{dead_job}']").get_attribute("data-state") == "done"
             assert page.locator("#dead-letters").count() == 0  # the list is empty again
-            # The job page, from the job's link: both photos load, the checks, the credentials.
+            # The job page, from the job's link: the three photos load (the customer's, the
+            # delivered one, the model's own output), the checks, the credentials.
             page.locator(f"#jobs tr[data-job='{done_job}'] a[href$='/jobs/{done_job}']").click()
             page.wait_for_load_state()
             photos = page.locator(".photos img")
-            assert photos.count() == 2
+            assert [photos.nth(i).get_attribute("alt") for i in range(photos.count())] == [
+                "the customer's photo", "the delivered photo", "the edit model's own output"]
             page.wait_for_function("els => els.every(i => i.complete && i.naturalWidth > 0)",
                                    arg=photos.element_handles(), timeout=10_000)
             assert page.locator("section.checks").inner_text().count("Checks:") == 1

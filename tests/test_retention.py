@@ -23,7 +23,7 @@ KEYS: list[tuple[str, int]] = [
     (r"dm:scan:.+", 3600),
     (r"dm:self:.+", DAY),
     (r"dm:job:[^:]+", RETENTION_DAYS * DAY),
-    (r"dm:job:[^:]+:(marked|before|after)", RETENTION_DAYS * DAY),
+    (r"dm:job:[^:]+:(marked|before|after|model)", RETENTION_DAYS * DAY),
     (r"dm:result:[0-9a-f]{64}", RETENTION_DAYS * DAY),
     (r"dm:lease:.+", 60),
     (r"dm:spend:\d{4}-\d\d-\d\d", 31 * DAY),

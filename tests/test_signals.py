@@ -65,8 +65,11 @@ def test_a_photo_its_own_credentials_call_generated_is_flagged_everywhere_and_st
     assert job_page.status_code == 200
     for shown in ("DALL·E 3 generated it", "valid", "(self-signed)",
                   hashlib.sha256(photo).hexdigest(), "gpt-image-2 (AI composite)",
-                  f"/jobs/{job_id}/before.jpg", f"/jobs/{job_id}/marked.jpg"):
+                  f"/jobs/{job_id}/before.jpg", f"/jobs/{job_id}/marked.jpg", f"/jobs/{job_id}/model.jpg"):
         assert shown in job_page.text, shown
+    for name in ("before", "marked", "model"):  # the customer's, the delivered, the model's own
+        image = httpx.get(f"{web.url}/jobs/{job_id}/{name}.jpg", timeout=10)
+        assert image.status_code == 200 and image.content[:3] == b"\xff\xd8\xff", name
     assert httpx.get(f"{web.url}/jobs/dm-not-a-job", timeout=10).status_code == 404
     # Marked and signed all the same: the flag never blocks.
     summary = credentials.read(note.attachments[0].data)

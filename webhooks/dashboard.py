@@ -61,7 +61,7 @@ def job_page(job_id: str) -> str:
                            retention_days=svc.settings.retention_days)
 
 
-@blueprint.get("/jobs/<job_id>/<any(marked, before, after):name>.jpg")
+@blueprint.get("/jobs/<job_id>/<any(marked, before, after, model):name>.jpg")
 def job_image(job_id: str, name: str) -> Response:
     image = services().store.image(job_id, name)
     if image is None:

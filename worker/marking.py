@@ -108,6 +108,7 @@ class Marked:
     meta: Mark = field(default_factory=lambda: Mark())  # what the note and the job record say
     before: bytes = b""  # small JPEGs for the dashboard: the customer's photo, upright
     after: bytes = b""  # ... and the marked one
+    model: bytes = b""  # ... and the edit model's own output (none from the local annotator)
     debug: dict[str, bytes] = field(default_factory=dict)  # `annotate --debug`: name → PNG
 
 
@@ -119,6 +120,7 @@ class Reused:
     image: bytes
     meta: Mark
     after: bytes = b""
+    model: bytes = b""
 
 
 class PaidResults(Protocol):
@@ -237,7 +239,7 @@ class Marker:
             located_before = meta.get("located")
             if located_before:
                 meta["located"] = {**located_before, "cost_usd": 0.0, "request_id": None}
-            return Marked(reused.image, meta, before, reused.after)
+            return Marked(reused.image, meta, before, reused.after, reused.model)
         reservation = None
         if self.gate is not None:
             self.gate.take_edit_slot()  # raises Throttled: nothing has been spent yet
@@ -286,7 +288,8 @@ class Marker:
             delivered, marks, reading, output = _take_mark(data, request[0], result.image, found)
             meta = _meta(result, found, marks, reading, seconds)
             meta["result_key"] = key
-            marked = Marked(images.encode_jpeg(delivered, quality=92), meta, before, _thumb(delivered))
+            marked = Marked(images.encode_jpeg(delivered, quality=92), meta, before, _thumb(delivered),
+                            _thumb(output))
             if debug:
                 marked.debug = {"model": result.image,
                                 "strokes": images.encode_png(strokes.strokes_preview(output, reading))}

@@ -63,7 +63,8 @@ class JobResults:
             record = self.store.job(other)
             image = self.store.marked(other) if state == "done" else None
             if image is not None and record.get("mark"):
-                return Reused(other, image, record["mark"], self.store.image(other, "after") or b"")
+                return Reused(other, image, record["mark"], self.store.image(other, "after") or b"",
+                              self.store.image(other, "model") or b"")
             if state == "pending" and record.get("state") not in ("failed", "skipped", "done"):
                 raise Throttled(f"the same photo is being marked by job {other}", 10.0)
             # The holder gave up, or what it made has expired: make it here.
@@ -211,7 +212,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
         # Downloaded for good: the attachment URL (it may carry an access token) leaves the
         # record; a re-run from here on starts from the marked image.
         rt.store.update(job_id, {"photo": {**photo.to_dict(), "url": ""}})
-        rt.store.save_thumbnails(job_id, result.before, result.after)
+        rt.store.save_thumbnails(job_id, result.before, result.after, result.model)
         if mark.get("provider") == "openai" and mark.get("result_key") and not mark.get("reused_from"):
             rt.store.publish_result(mark["result_key"], job_id)
         if mark.get("provider") == "openai":

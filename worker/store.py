@@ -10,7 +10,9 @@ Keys (all under `dm:`), and how long each lives:
   job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …):
                             retention after its last write
   job:{id}:marked           the marked image (so a retry never pays twice): retention
-  job:{id}:before, :after   the dashboard's thumbnails: retention
+  job:{id}:before, :after, :model
+                            the dashboard's previews (the customer's photo, the delivered one,
+                            the edit model's own output): retention
   result:{key}              who holds the paid result for a prepared photo + models + prompt:
                             `pending:{job}` while that job makes it (10 minutes, renewed), then
                             `done:{job}` for as long as the marked images are kept (retention)
@@ -363,15 +365,15 @@ class Store:
     def marked(self, job_id: str) -> bytes | None:
         return self.image(job_id, "marked")
 
-    def save_thumbnails(self, job_id: str, before: bytes, after: bytes) -> None:
+    def save_thumbnails(self, job_id: str, before: bytes, after: bytes, model: bytes = b"") -> None:
         pipe = self.r.pipeline()
-        for name, data in (("before", before), ("after", after)):
+        for name, data in (("before", before), ("after", after), ("model", model)):
             if data:
                 pipe.set(f"dm:job:{job_id}:{name}", data, ex=self.retention)
         pipe.execute()
 
     def image(self, job_id: str, name: str) -> bytes | None:
-        """`marked`, `before` or `after`."""
+        """`marked`, `before`, `after` or `model`."""
         value = self.r.get(f"dm:job:{job_id}:{name}")
         return value if isinstance(value, bytes) else None
 
