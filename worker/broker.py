@@ -57,9 +57,31 @@ class Accept:
     args: list[str | int]
     outcome: str | None = field(default=None, init=False)
 
-    def run(self, client: redis.Redis, queue: str, message: str) -> None:
-        result = self.script(keys=[*self.keys_before, queue, *self.keys_after],
-                             args=[*self.args, message], client=client)
+    def run(self, connection: Any, queue: str, message: str) -> None:
+        """On one connection of its own: redis-py's `Connection.send_command` and
+        `read_response`, the calls its clients make under their pool, retry and observability
+        layers (which cost more than the script itself: bench/ingest.py). EVALSHA, and EVAL
+        once when Redis does not know the script (after a restart or SCRIPT FLUSH), as
+        `Script.__call__` does. A connection Redis dropped (idle, or restarted) is made again
+        and the step tried once more, as redis-py's clients retry: should the first try have
+        run with its answer lost, the second finds the delivery taken ("duplicate"), so the
+        message is stored once either way."""
+        # `connection` is a redis.connection.Connection (partly untyped in redis-py).
+        keys = [*self.keys_before, queue, *self.keys_after]
+        for attempt in (1, 2):
+            try:
+                connection.send_command("EVALSHA", self.script.sha, len(keys), *keys, *self.args, message)
+                try:
+                    result = connection.read_response()
+                except redis.exceptions.NoScriptError:
+                    connection.send_command("EVAL", self.script.script, len(keys), *keys, *self.args,
+                                            message)
+                    result = connection.read_response()
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                connection.disconnect()
+                if attempt == 2:
+                    raise
         self.outcome = result.decode() if isinstance(result, bytes) else str(result)
 
 
@@ -84,6 +106,11 @@ class accepting:  # noqa: N801 - a context manager, used as `with accepting(step
 
 
 class Channel(kombu_redis.Channel):
+    # The connection the accept step runs on: one per channel, and a channel is used by one
+    # thread at a time (worker.app.Sender). Made from the channel's own pool, so with its
+    # address, password, TLS and timeouts.
+    _accept_connection: Any = None  # a redis.connection.Connection (partly untyped)
+
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection.client is None:
             # The connection was closed under this channel (see 1. above).
@@ -99,7 +126,22 @@ class Channel(kombu_redis.Channel):
             return
         # deskmark sends no priorities: the message goes to the queue's own list, where a bare
         # LPUSH would have put it (and where the consumer's BRPOP looks).
-        accept.run(self.client, queue, dumps(message))
+        connection = self._accept_connection
+        if connection is None:
+            connection = self._accept_connection = self.pool.make_connection()
+        try:
+            accept.run(connection, queue, dumps(message))
+        except BaseException:
+            self._accept_connection = None  # in an unknown state: the next step gets a new one
+            connection.disconnect()
+            raise
+
+    def close(self) -> None:
+        connection, self._accept_connection = self._accept_connection, None
+        if connection is not None:
+            connection.disconnect()
+        base: Any = super()  # kombu's methods are untyped
+        base.close()
 
 
 class Transport(kombu_redis.Transport):
