@@ -22,6 +22,12 @@ and the web app's accept step (loop guard, duplicate check, enqueue) is one atom
    of that very message in one step, and hands back what it did. Outside `accepting` (the
    worker's retries, replays, Slack clicks) `_put` is kombu's own. tests/test_enqueue.py shows
    that what the web app enqueues is consumed by the installed Celery.
+   The script runs on a redis-py `Connection` the channel keeps for it (made by the channel's
+   own pool, `make_connection`), with the connection's public `send_command` and
+   `read_response`: the client's per-call pool checkout (a `poll` on every call), retry
+   wrapper and observability counters cost more than the script's round trip (bench/ingest.py:
+   46% of the no-op's webhooks/s on this path, 41% through the client, in the same hour).
+   tests/test_zendesk_webhook.py drops that connection and flushes the script cache under it.
 
 `make_celery` selects this transport through Celery's documented `broker_transport` setting.
 """
