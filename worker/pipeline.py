@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import redis
+
 from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
@@ -201,8 +203,12 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             sent = record.get("created") or time.time()
             mark["signals"] = signals.read_signals(source, kind, sent)
             if rt.settings.duplicate_days:
-                seen = signals.seen_before(dupes.DupeIndex(rt.store.r, days=rt.settings.duplicate_days),
-                                           source, job_id, vendor, ticket_id, photo.author_id or "", sent)
+                try:
+                    seen = signals.seen_before(dupes.DupeIndex(rt.store.r, days=rt.settings.duplicate_days),
+                                               source, job_id, vendor, ticket_id, photo.author_id or "", sent)
+                except redis.exceptions.ResponseError as exc:  # a signal never blocks the marking
+                    log.warning("re-used-photo check of %s skipped: %s", job_id, exc)
+                    seen = None
                 if seen is not None:
                     mark["signals"]["seen_before"] = seen
         lost = lost or int(record.get("lost_edits") or 0)
