@@ -130,3 +130,36 @@ def test_the_health_check_follows_the_consumers_own_loop(make_stack: Callable[..
     assert "has not run its loop" in unhealthy.stderr
     stack.redis.start()
     wait_for(lambda: healthcheck(stack, 8).returncode == 0, timeout=45)
+
+
+def test_redis_gone_longer_than_a_job_waits_puts_the_job_back_and_it_ends_with_one_note(
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk,
+) -> None:
+    """Redis away for longer than a job's patience (worker.tasks.REDIS_PATIENCE, 30 s) while
+    edits are in flight: each job gives its message back instead of failing, and once Redis is
+    back the job runs again and its ticket gets exactly one note."""
+    slow = SandboxOpenAI(latency=5).start()
+    try:
+        stack = make_stack(appendonly=True, OPENAI_BASE_URL=slow.url)
+        wait_for(stack.store.worker_seen, timeout=30)
+        worker = stack.workers[0].process
+        assert worker is not None
+        tag = uuid.uuid4().hex[:8]
+        sent = [send_photo(zendesk, stack.web.url, f"Long outage {tag} #{i}", seed=720 + i)
+                for i in range(2)]
+        wait_for(lambda: len([c for c in slow.calls if tag in str(c["prompt"])]) == 2, timeout=60)
+        stack.redis.stop()
+        # The edits answer after 5 s; the jobs then wait for Redis, each command up to 30 s
+        # (saving the result, then releasing the lease), and give their messages back.
+        wait_for(lambda: stack.workers[0].output().count("the message goes back to the queue") >= 2,
+                 timeout=150)
+        stack.redis.start()
+        for _, job_id in sent:
+            wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=180)
+        assert [len(marked_notes(zendesk, t)) for t, _ in sent] == [1, 1]
+        for _, job_id in sent:  # the edit whose result was lost with the outage is on record
+            assert stack.store.job(job_id)["attempts"] >= 2
+        assert worker.poll() is None and stack.workers[0].process is worker  # the same process
+        assert "Unrecoverable error" not in stack.workers[0].output()
+    finally:
+        slow.stop()
