@@ -81,37 +81,50 @@ def test_deskmarks_transport_closes_it_with_a_connection_error_at_most(
     assert "_connparams" in vars(kombu_redis.Channel)  # what the override replaces still exists
 
 
+@pytest.fixture
+def slow_openai() -> Iterator[SandboxOpenAI]:
+    """A loopback OpenAI whose edits take 5 s: time for Redis to go away while they are out."""
+    slow = SandboxOpenAI(latency=5).start()
+    yield slow
+    slow.stop()
+
+
+def edits_in_flight(make_stack: Callable[..., Stack], zendesk: SandboxZendesk, slow: SandboxOpenAI,
+                    label: str, seeds: range) -> tuple[Stack, subprocess.Popen[bytes], list[tuple[int, str]]]:
+    """A stack (Redis with an append-only file, so a restart keeps its data) and one photo per
+    seed sent to it, returned once all their edits are in flight: the stack, its worker
+    process and the (ticket, job) of each photo."""
+    stack = make_stack(appendonly=True, OPENAI_BASE_URL=slow.url)
+    wait_for(stack.store.worker_seen, timeout=30)
+    worker = stack.workers[0].process
+    assert worker is not None
+    tag = uuid.uuid4().hex[:8]
+    sent = [send_photo(zendesk, stack.web.url, f"{label} {tag} #{i}", seed=seed)
+            for i, seed in enumerate(seeds)]
+    wait_for(lambda: len([c for c in slow.calls if tag in str(c["prompt"])]) == len(seeds), timeout=60)
+    return stack, worker, sent
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_redis_restart_loses_and_doubles_nothing_and_the_same_worker_goes_on(
-    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, how: str,
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, slow_openai: SandboxOpenAI, how: str,
 ) -> None:
-    slow = SandboxOpenAI(latency=5).start()
-    try:
-        stack = make_stack(appendonly=True, OPENAI_BASE_URL=slow.url)
-        wait_for(stack.store.worker_seen, timeout=30)
-        worker = stack.workers[0].process
-        assert worker is not None
-        tag = uuid.uuid4().hex[:8]
-        before = [send_photo(zendesk, stack.web.url, f"In flight {tag} #{i}", seed=700 + i)
-                  for i in range(6)]
-        wait_for(lambda: len([c for c in slow.calls if tag in str(c["prompt"])]) == 6, timeout=60)
-        # Six edits in flight: Redis goes away for three seconds.
-        if how == "SIGTERM":
-            stack.redis.stop()
-        else:
-            stack.redis.crash()
-        time.sleep(3)
-        stack.redis.start()
-        after = [send_photo(zendesk, stack.web.url, f"After {tag} #{i}", seed=710 + i)
-                 for i in range(2)]
-        for _, job_id in before + after:
-            wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=90)
-        assert [len(marked_notes(zendesk, t)) for t, _ in before + after] == [1] * 8
-        assert worker.poll() is None and stack.workers[0].process is worker  # the same process
-        log = stack.workers[0].output()
-        assert "Unrecoverable error" not in log and "Connected to" in log
-    finally:
-        slow.stop()
+    stack, worker, before = edits_in_flight(make_stack, zendesk, slow_openai, "In flight", range(700, 706))
+    # Six edits in flight: Redis goes away for three seconds.
+    if how == "SIGTERM":
+        stack.redis.stop()
+    else:
+        stack.redis.crash()
+    time.sleep(3)
+    stack.redis.start()
+    tag = uuid.uuid4().hex[:8]
+    after = [send_photo(zendesk, stack.web.url, f"After {tag} #{i}", seed=710 + i) for i in range(2)]
+    for _, job_id in before + after:
+        wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=90)
+    assert [len(marked_notes(zendesk, t)) for t, _ in before + after] == [1] * 8
+    assert worker.poll() is None and stack.workers[0].process is worker  # the same process
+    log = stack.workers[0].output()
+    assert "Unrecoverable error" not in log and "Connected to" in log
 
 
 def healthcheck(stack: Stack, max_age: float) -> subprocess.CompletedProcess[str]:
@@ -133,33 +146,22 @@ def test_the_health_check_follows_the_consumers_own_loop(make_stack: Callable[..
 
 
 def test_redis_gone_longer_than_a_job_waits_puts_the_job_back_and_it_ends_with_one_note(
-    make_stack: Callable[..., Stack], zendesk: SandboxZendesk,
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, slow_openai: SandboxOpenAI,
 ) -> None:
     """Redis away for longer than a job's patience (worker.tasks.REDIS_PATIENCE, 30 s) while
     edits are in flight: each job gives its message back instead of failing, and once Redis is
     back the job runs again and its ticket gets exactly one note."""
-    slow = SandboxOpenAI(latency=5).start()
-    try:
-        stack = make_stack(appendonly=True, OPENAI_BASE_URL=slow.url)
-        wait_for(stack.store.worker_seen, timeout=30)
-        worker = stack.workers[0].process
-        assert worker is not None
-        tag = uuid.uuid4().hex[:8]
-        sent = [send_photo(zendesk, stack.web.url, f"Long outage {tag} #{i}", seed=720 + i)
-                for i in range(2)]
-        wait_for(lambda: len([c for c in slow.calls if tag in str(c["prompt"])]) == 2, timeout=60)
-        stack.redis.stop()
-        # The edits answer after 5 s; the jobs then wait for Redis, each command up to 30 s
-        # (saving the result, then releasing the lease), and give their messages back.
-        wait_for(lambda: stack.workers[0].output().count("the message goes back to the queue") >= 2,
-                 timeout=150)
-        stack.redis.start()
-        for _, job_id in sent:
-            wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=180)
-        assert [len(marked_notes(zendesk, t)) for t, _ in sent] == [1, 1]
-        for _, job_id in sent:  # the edit whose result was lost with the outage is on record
-            assert stack.store.job(job_id)["attempts"] >= 2
-        assert worker.poll() is None and stack.workers[0].process is worker  # the same process
-        assert "Unrecoverable error" not in stack.workers[0].output()
-    finally:
-        slow.stop()
+    stack, worker, sent = edits_in_flight(make_stack, zendesk, slow_openai, "Long outage", range(720, 722))
+    stack.redis.stop()
+    # The edits answer after 5 s; the jobs then wait for Redis, each command up to 30 s
+    # (saving the result, then releasing the lease), and give their messages back.
+    wait_for(lambda: stack.workers[0].output().count("the message goes back to the queue") >= 2,
+             timeout=150)
+    stack.redis.start()
+    for _, job_id in sent:
+        wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=180)
+    assert [len(marked_notes(zendesk, t)) for t, _ in sent] == [1, 1]
+    for _, job_id in sent:  # the edit whose result was lost with the outage is on record
+        assert stack.store.job(job_id)["attempts"] >= 2
+    assert worker.poll() is None and stack.workers[0].process is worker  # the same process
+    assert "Unrecoverable error" not in stack.workers[0].output()

@@ -34,7 +34,7 @@ from worker.notes import (
     review_html,
     what_was_marked,
 )
-from worker.records import JobRecord, Mark
+from worker.records import JobRecord, Mark, Signals
 from worker.recovery import Leases
 from worker.store import Store
 
@@ -85,10 +85,13 @@ class Runtime:
     marker: Marker
     notifier: SlackNotifier | None = None
     leases: Leases = field(init=False)
+    duplicates: dupes.DupeIndex | None = field(init=False)  # None: DESKMARK_DUPLICATE_DAYS=0
     _keys: credentials.Keys | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.leases = Leases(self.store)
+        days = self.settings.duplicate_days
+        self.duplicates = dupes.DupeIndex(self.store.r, days=days) if days else None
 
     def signing_keys(self) -> credentials.Keys:
         """DESKMARK_C2PA_CERT / DESKMARK_C2PA_KEY, or the deployment's throwaway signer."""
@@ -200,17 +203,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             )
             kind = images.mime_type(source) or "application/octet-stream"
             marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
-            sent = record.get("created") or time.time()
-            mark["signals"] = signals.read_signals(source, kind, sent)
-            if rt.settings.duplicate_days:
-                try:
-                    seen = signals.seen_before(dupes.DupeIndex(rt.store.r, days=rt.settings.duplicate_days),
-                                               source, job_id, vendor, ticket_id, photo.author_id or "", sent)
-                except redis.exceptions.ResponseError as exc:  # a signal never blocks the marking
-                    log.warning("re-used-photo check of %s skipped: %s", job_id, exc)
-                    seen = None
-                if seen is not None:
-                    mark["signals"]["seen_before"] = seen
+            mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt)
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost
@@ -259,6 +252,24 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     rt.store.update(job_id, {"state": "done", "finished": time.time(), "reason": ""})
     log.info("done %s on %s ticket %s (attempt %d)", job_id, vendor, ticket_id, attempt)
     return "done"
+
+
+def _claim_signals(original: BinaryIO, kind: str, preview: bytes, job: Job, record: JobRecord,
+                   rt: Runtime) -> Signals:
+    """worker.signals: read from the customer's file as downloaded; the re-used-photo check
+    from the upright preview marking made of it (decoded there, within the image memory)."""
+    sent = record.get("created") or time.time()
+    found = signals.read_signals(original, kind, sent)
+    if rt.duplicates is not None:
+        try:
+            seen = signals.seen_before(rt.duplicates, preview, job.job_id, job.vendor, job.ticket_id,
+                                       job.photo.author_id or "", sent)
+        except redis.exceptions.ResponseError as exc:  # a signal never blocks the marking
+            log.warning("re-used-photo check of %s skipped: %s", job.job_id, exc)
+            seen = None
+        if seen is not None:
+            found["seen_before"] = seen
+    return found
 
 
 def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, job: Job,

@@ -74,16 +74,21 @@ def read_signals(original: IO[bytes], content_type: str, received: float) -> Sig
     return found
 
 
-def seen_before(index: DupeIndex, original: IO[bytes], photo_id: str, vendor: str, ticket_id: str,
+def seen_before(index: DupeIndex, preview: bytes, photo_id: str, vendor: str, ticket_id: str,
                 requester: str, sent: float) -> SeenBefore | None:
-    """The earliest near-duplicate of `original` sent on another ticket, if any; and `original`
-    goes into the index (once, however often its job runs)."""
+    """The earliest near-duplicate of the photo sent on another ticket, if any; and the photo
+    goes into the index (once, however often its job runs). `preview` is the photo upright, as
+    marking previewed it (worker.marking): hashing it decodes nothing large a second time."""
+    import io
+
     from PIL import UnidentifiedImageError
 
     from worker.dupes import photo_hash
 
+    if not preview:
+        return None
     try:
-        value = photo_hash(original)
+        value = photo_hash(io.BytesIO(preview))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         log.info("no perceptual hash of the customer's photo: %s", exc)
         return None
