@@ -74,21 +74,20 @@ class Accept:
         message is stored once either way."""
         # `connection` is a redis.connection.Connection (partly untyped in redis-py).
         keys = [*self.keys_before, queue, *self.keys_after]
-        for attempt in (1, 2):
-            try:
-                connection.send_command("EVALSHA", self.script.sha, len(keys), *keys, *self.args, message)
-                try:
-                    result = connection.read_response()
-                except redis.exceptions.NoScriptError:
-                    connection.send_command("EVAL", self.script.script, len(keys), *keys, *self.args,
-                                            message)
-                    result = connection.read_response()
-                break
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-                connection.disconnect()
-                if attempt == 2:
-                    raise
+        try:
+            result = self._call(connection, keys, message)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            connection.disconnect()  # the next command connects again
+            result = self._call(connection, keys, message)
         self.outcome = result.decode() if isinstance(result, bytes) else str(result)
+
+    def _call(self, connection: Any, keys: list[str], message: str) -> Any:
+        connection.send_command("EVALSHA", self.script.sha, len(keys), *keys, *self.args, message)
+        try:
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            connection.send_command("EVAL", self.script.script, len(keys), *keys, *self.args, message)
+            return connection.read_response()
 
 
 _accepting: ContextVar[Accept | None] = ContextVar("deskmark_accepting", default=None)
