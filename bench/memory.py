@@ -8,7 +8,7 @@ The photos (made once, cached under bench/, about 1 GB), each job's its own, sin
 photo twice would be edited once (a reuse) and spare the worker:
 - a third of the jobs: a 64 MP PNG that compresses to 258 KB (cheap to send, 448 MB to decode:
   refused from its header);
-- a third: a 64 MP PNG of about 4 MB, a speckled scan (plausible, and 192 MB to decode);
+- a third: a 64 MP PNG of about 12 MB, a speckled scan (plausible, and 192 MB to decode);
 - a third: a 48 MP JPEG of about 37 MB (a helpdesk download is at most 40 MB).
 Goal: peak RSS under 1 GB, the size of a small container.
 """

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import httpx
+from PIL import Image
 
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.photos import camera_photo, damaged_product, generated_photo, scene
@@ -98,6 +99,13 @@ def test_camera_facts_are_facts() -> None:
     assert checks_line(signals) == "Checks: camera Google Pixel 9; taken 3 days before deskmark received it."
     bare = read_signals(io.BytesIO(damaged_product(seed=165, fmt="PNG")), "image/png", time.time())
     assert checks_line(bare) == "Checks: no camera metadata (normal for screenshots and messaging apps)."
+    # A PNG's camera facts are read too (from an eXIf chunk ahead of its pixels, without
+    # decoding them).
+    png = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 15"
+    Image.open(io.BytesIO(damaged_product(seed=173, fmt="PNG"))).save(png, "PNG", exif=exif)
+    assert read_signals(png, "image/png", time.time())["camera"] == "Apple iPhone 15"
     broken = read_signals(io.BytesIO(b"\xff\xd8\xff\xe0 not really a jpeg"), "image/jpeg", time.time())
     assert broken == {}
 

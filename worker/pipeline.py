@@ -9,6 +9,7 @@ for our own note on the ticket), and tagging is additive.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "deci
 log = logging.getLogger("deskmark.pipeline")
 
 ESCALATION_TAGS = ["deskmark_annotated", "warranty_review"]
+C2PA_COPIES = 3  # the customer's file, as c2pa holds it while signing or reading (_c2pa_cost)
 # How long a job that is making a paid result holds it for others to wait on (it refreshes the
 # claim on every attempt; a failed maker's claim is taken over at once).
 CLAIM_SECONDS = 600
@@ -202,8 +204,9 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 on_edit=lambda started: rt.store.count_edit(job_id, started),
             )
             kind = images.mime_type(source) or "application/octet-stream"
-            marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
-            mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt)
+            with rt.marker.memory.admit(_c2pa_cost(source, rt)):
+                marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
+                mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt)
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost
@@ -252,6 +255,17 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     rt.store.update(job_id, {"state": "done", "finished": time.time(), "reason": ""})
     log.info("done %s on %s ticket %s (attempt %d)", job_id, vendor, ticket_id, attempt)
     return "done"
+
+
+def _c2pa_cost(original: BinaryIO, rt: Runtime) -> int:
+    """What signing and reading content credentials hold: c2pa takes the customer's whole file
+    and keeps it about two and a half times over (a 37 MB JPEG: +90 MB), so it counts against
+    the image memory like a decode (bench/memory.py); a file too large for the budget takes all
+    of it, in turn, rather than failing a photo whose edit is paid for."""
+    original.seek(0, os.SEEK_END)
+    size = original.tell()
+    original.seek(0)
+    return min(C2PA_COPIES * size, rt.marker.memory.limit)
 
 
 def _claim_signals(original: BinaryIO, kind: str, preview: bytes, job: Job, record: JobRecord,
