@@ -18,6 +18,7 @@ from integrations.models import retirement_problem, retirement_warning
 from integrations.openai_images import make_client, translate
 from integrations.registry import HELPDESKS
 from integrations.slack.notifier import SlackNotifier
+from integrations.tokens import LocalTokenCache, RedisTokenCache, TokenCache
 
 __all__ = ["run_check", "Finding"]
 
@@ -64,22 +65,38 @@ def _openai(settings: Settings) -> Finding:
                    "; ".join(warnings) or None)
 
 
+def _token_cache(settings: Settings) -> TokenCache:
+    """The deployment's tokens (Redis), so that a check reports the token the workers use and
+    makes no grant of its own while it is valid; this process alone if Redis is away."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError:
+        return LocalTokenCache()
+    return RedisTokenCache(client)
+
+
 def _helpdesk(spec: HelpdeskSpec) -> Callable[[Settings], Finding]:
-    """One harmless call with the helpdesk's client: whose id the credentials belong to."""
+    """One harmless call with the helpdesk's client: whose id the credentials belong to, and
+    what they are and how long they live."""
 
     def check(settings: Settings) -> Finding:
         own = settings.helpdesk(spec.key)
         if own is None:
             return Finding(spec.key, True, f"off (no {spec.key.upper()}_* variables)")
-        client = spec.client(own, settings.attachment_hosts)
+        client = spec.client(own, settings.attachment_hosts, _token_cache(settings))
         try:
             user_id = client.own_user_id()
+            credential = client.credential()
         except VendorError as exc:
+            if exc.code == "invalid_client":  # the message names the variables already
+                return Finding(spec.key, False, str(exc))
             hint = spec.auth_hint if exc.status in (401, 403) else spec.where_hint
             return Finding(spec.key, False, f"{exc}: check {hint}")
         finally:
             client.close()
-        return Finding(spec.key, True, f"{own.base_url}: signed in as user {user_id}")
+        return Finding(spec.key, True, f"{own.base_url}: signed in as user {user_id}; "
+                                       f"{credential.describe()}", credential.warning)
 
     return check
 

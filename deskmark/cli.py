@@ -28,6 +28,8 @@ def _settings_or_exit() -> Settings:
         warning = retirement_warning(settings.edit_model)
         if warning:
             print(f"deskmark: warning: {warning}", file=sys.stderr)
+    for warning in settings.warnings():
+        print(f"deskmark: warning: {warning}", file=sys.stderr)
     return settings
 
 
@@ -48,6 +50,12 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
     return run_annotate(args.images, args.out, args.prompt, _settings_or_exit(), debug=args.debug,
                         force=args.force)
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    from deskmark.trial import run_try
+
+    return run_try(args.helpdesk, args.ticket_id, args.out, args.yes, _settings_or_exit())
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -155,6 +163,21 @@ def main(argv: list[str] | None = None) -> int:
                           help="also write the model's raw output (<name>-model.png) and the strokes "
                                "taken from it (<name>-strokes.png), and say why a mark was redrawn")
     annotate.set_defaults(func=cmd_annotate)
+
+    trial = sub.add_parser(
+        "try", help="run the whole pipeline on one real ticket, writing nothing to it",
+        description="Marks the customer photos of one real ticket as the worker would, and writes "
+                    "to DIR what it would post (marked photos, the note as HTML and text, the tags "
+                    "and group, the Slack messages), without writing anything to the ticket. "
+                    "Asks before paying for edits unless --yes; the spend counts against "
+                    "DESKMARK_DAILY_BUDGET_USD.")
+    trial.add_argument("helpdesk", choices=list(HELPDESKS), metavar="HELPDESK",
+                       help=f"one of: {', '.join(HELPDESKS)}")
+    trial.add_argument("ticket_id", metavar="TICKET_ID")
+    trial.add_argument("--out", default="deskmark-try", metavar="DIR",
+                       help="where to write what deskmark would post (default: deskmark-try)")
+    trial.add_argument("--yes", action="store_true", help="pay for the edits without asking")
+    trial.set_defaults(func=cmd_try)
 
     verify = sub.add_parser("verify", help="read and check the content credentials (C2PA) of "
                                            "delivered photos; exit 1 if any has none or they fail")

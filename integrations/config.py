@@ -101,6 +101,10 @@ class Settings:
         out["vendors"] = self.vendors_on()
         return out
 
+    def warnings(self) -> list[str]:
+        """What start-up warns of: credentials that will stop working, and the like."""
+        return [w for helpdesk in self.helpdesks.values() for w in helpdesk.warnings()]
+
     def secrets(self) -> list[str]:
         """Every secret in this configuration, for the log redactor."""
         found = [self.openai_api_key or "", self.admin_token or "", url_password(self.redis_url),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -22,6 +23,7 @@ __all__ = [
     "SourcePhoto",
     "Ticket",
     "NoteFile",
+    "Credential",
     "Helpdesk",
     "IMAGE_TYPES",
     "job_id_for",
@@ -177,6 +179,45 @@ class NoteFile:
     content_type: str
 
 
+@dataclass(frozen=True)
+class Credential:
+    """What deskmark signs in to a vendor with, and how long it lives."""
+
+    kind: str  # "OAuth client (ZENDESK_CLIENT_ID)", "API key (FRESHDESK_API_KEY)" …
+    expires_at: float | None = None  # the current token's end (wall clock), when known
+    renewed: bool = False  # deskmark renews it itself before it ends
+    lives: str = "does not expire"  # said when there is no expires_at
+    warning: str | None = None  # what the operator should change, if anything
+
+    def describe(self, now: float | None = None) -> str:
+        """"OAuth client: token valid for another 28 min, renewed automatically"."""
+        if self.expires_at is None:
+            return f"{self.kind}: {self.lives}"
+        left = self.expires_at - (time.time() if now is None else now)
+        if self.renewed:
+            return f"{self.kind}: token valid for another {_duration(left)}, renewed automatically"
+        if left <= 0:
+            return f"{self.kind}: expired {_duration(-left)} ago"
+        return f"{self.kind}: expires in {_duration(left)}, and cannot be renewed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Credential:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} days"
+
+
 class Helpdesk(Protocol):
     """What the pipeline needs from a helpdesk; every client in integrations/<key>/ implements it
     (tests/test_helpdesk_contract.py runs each against its sandbox)."""
@@ -213,8 +254,12 @@ class Helpdesk(Protocol):
         ...
 
     def escalate(self, ticket_id: str, tags: list[str], group_id: int | None) -> None:
-        """Add tags (keeping the existing ones) and assign the warranty group (Gorgias: team),
-        if any."""
+        """Add tags (keeping the existing ones) and assign the warranty group (Gorgias: team;
+        Help Scout: user), if any."""
+        ...
+
+    def credential(self) -> Credential:
+        """What it signs in with and how long that lives (may make one call)."""
         ...
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from integrations.env import Reader
 from integrations.events import Helpdesk, RawRequest, TicketEvent
+from integrations.tokens import TokenCache
 
 __all__ = ["HelpdeskSettings", "HelpdeskSpec", "Verifier"]
 
@@ -32,6 +33,10 @@ class HelpdeskSettings(Protocol):
         """Every secret in these settings, for the log redactor."""
         ...
 
+    def warnings(self) -> list[str]:
+        """What start-up and `deskmark check` warn of (a credential that will stop working)."""
+        ...
+
 
 Verifier = Callable[[RawRequest], bool]
 
@@ -48,7 +53,9 @@ class HelpdeskSpec:
     verifier: Callable[[Any], Verifier]  # from its settings: the webhook's signature/secret check
     rejected: str  # what a 401 says: what to check
     parse: Callable[[RawRequest], TicketEvent]  # raises Malformed (400) or Ignored (200)
-    client: Callable[[Any, tuple[str, ...]], Helpdesk]  # (its settings, extra attachment hosts)
+    # (its settings, extra attachment hosts, where expiring tokens are shared: Redis, or None
+    # for this process alone)
+    client: Callable[[Any, tuple[str, ...], TokenCache | None], Helpdesk]
     auth_hint: str  # `deskmark check`, on 401/403: the variables that hold its credentials
     where_hint: str  # `deskmark check`, otherwise: the variables that say where it is
     sandbox: str  # "module:Class" of its loopback stand-in (deskmark.sandbox), for demo and tests

@@ -40,14 +40,16 @@ def make_http_client(
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or HTTP date)."""
+    """Seconds to wait, from `retry-after-ms` (OpenAI), `Retry-After` (seconds or HTTP date) or
+    `X-RateLimit-Retry-After` (Help Scout)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
             return max(0.0, float(ms) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
+    # Help Scout says it as X-RateLimit-Retry-After (seconds).
+    value = headers.get("retry-after") or headers.get("x-ratelimit-retry-after")
     if not value:
         return None
     try:

@@ -4,7 +4,7 @@ and list its SPEC here."""
 
 from __future__ import annotations
 
-from integrations import freshdesk, gorgias, zendesk
+from integrations import freshdesk, gorgias, helpscout, zendesk
 from integrations.helpdesk import HelpdeskSpec
 
 __all__ = ["HELPDESKS"]
@@ -13,4 +13,5 @@ HELPDESKS: dict[str, HelpdeskSpec] = {spec.key: spec for spec in (
     zendesk.SPEC,
     freshdesk.SPEC,
     gorgias.SPEC,
+    helpscout.SPEC,
 )}

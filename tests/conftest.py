@@ -23,6 +23,7 @@ import redis
 from deskmark.redis_server import EmbeddedRedis
 from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from deskmark.sandbox.gorgias import SandboxGorgias
+from deskmark.sandbox.helpscout import SandboxHelpScout
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.server import HelpdeskSandbox, LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
@@ -34,6 +35,7 @@ WEBHOOK_SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 WARRANTY_GROUP = "4242"
 FRESHDESK_GROUP = "5353"
 GORGIAS_SECRET = "gorgias-webhook-secret-for-tests"
+HELPSCOUT_SECRET = "helpscout-webhook-secret-for-tests"
 APPROVER = "U0APPROVER1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -101,6 +103,14 @@ def gorgias() -> Iterator[SandboxGorgias]:
 
 
 @pytest.fixture(scope="session")
+def helpscout() -> Iterator[SandboxHelpScout]:
+    # Two threads a page: every conversation with more than two threads is read across pages.
+    sandbox = SandboxHelpScout(page_size=2).start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session")
 def slack() -> Iterator[SandboxSlack]:
     sandbox = SandboxSlack().start()
     yield sandbox
@@ -116,14 +126,14 @@ def openai_fake() -> Iterator[SandboxOpenAI]:
 
 @pytest.fixture(autouse=True)
 def _reset_fakes(request: pytest.FixtureRequest) -> None:
-    for name in ("zendesk", "freshdesk", "gorgias", "slack", "openai_fake"):
+    for name in ("zendesk", "freshdesk", "gorgias", "helpscout", "slack", "openai_fake"):
         if name in request.fixturenames:
             request.getfixturevalue(name).faults.clear()
 
 
 @pytest.fixture(scope="session")
 def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
-                 gorgias: SandboxGorgias, slack: SandboxSlack,
+                 gorgias: SandboxGorgias, helpscout: SandboxHelpScout, slack: SandboxSlack,
                  openai_fake: SandboxOpenAI) -> dict[str, str]:
     """The configuration a deployer would write, pointing at the loopback vendors."""
     return {
@@ -134,8 +144,10 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
         "DESKMARK_LOCATE_MODEL": "gpt-5.4",
         "DESKMARK_EDIT_RATE_PER_MINUTE": "600",  # the rate tests run their own workers
         "ZENDESK_BASE_URL": zendesk.url,
-        "ZENDESK_EMAIL": zendesk.email,
-        "ZENDESK_API_TOKEN": zendesk.api_token,
+        # An OAuth client, as a team connecting Zendesk today has: its tokens expire, and
+        # deskmark renews them (the sandbox grants 30-minute tokens unless a test asks less).
+        "ZENDESK_CLIENT_ID": zendesk.CLIENT_ID,
+        "ZENDESK_CLIENT_SECRET": zendesk.client_secret,
         "ZENDESK_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ZENDESK_WARRANTY_GROUP_ID": WARRANTY_GROUP,
         "FRESHDESK_BASE_URL": freshdesk.url,
@@ -143,6 +155,7 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
         "FRESHDESK_WEBHOOK_SECRET": freshdesk.webhook_secret,
         "FRESHDESK_WARRANTY_GROUP_ID": FRESHDESK_GROUP,
         **gorgias.environment(GORGIAS_SECRET),
+        **helpscout.environment(HELPSCOUT_SECRET),
         "DESKMARK_ATTACHMENT_HOSTS": f"{zendesk.files_host},{freshdesk.files_host},{gorgias.files_host}",
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": slack.signing_secret,
@@ -159,7 +172,8 @@ def settings(deskmark_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def web(settings: Settings, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk,
-        gorgias: SandboxGorgias, slack: SandboxSlack) -> Iterator[LoopbackServer]:
+        gorgias: SandboxGorgias, helpscout: SandboxHelpScout,
+        slack: SandboxSlack) -> Iterator[LoopbackServer]:
     """The web app on a real port; the sandbox Zendesk sends its webhooks here."""
     from webhooks import create_app
 
@@ -168,6 +182,7 @@ def web(settings: Settings, zendesk: SandboxZendesk, freshdesk: SandboxFreshdesk
     zendesk.webhook_secret = WEBHOOK_SECRET
     freshdesk.webhook_url = f"{server.url}/webhooks/freshdesk"
     gorgias.webhook_url = f"{server.url}/webhooks/gorgias"
+    helpscout.webhook_url = f"{server.url}/webhooks/helpscout"
     slack.interactivity_url = f"{server.url}/webhooks/slack/interactions"
     yield server
     server.stop()
@@ -251,6 +266,7 @@ class Stack:
         for worker in self.workers:
             worker.stop()
         self.web.stop()
+        self.store.r.close()
         self.redis.cleanup()
 
 

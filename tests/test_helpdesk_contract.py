@@ -4,6 +4,7 @@ parses or is declared unsupported, and the client does what the pipeline needs o
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,7 +74,10 @@ def test_a_real_webhook_is_enqueued_and_a_forged_one_is_401(running: Running) ->
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_fixture_parses_or_is_declared_unsupported(path: Path) -> None:
     spec = HELPDESKS[path.parent.name]
-    request = RawRequest(body=path.read_bytes(), headers={})
+    # Headers a vendor sends with the body (Help Scout names the event in one), where it matters.
+    sidecar = path.with_suffix(".headers")
+    headers = {k.lower(): v for k, v in json.loads(sidecar.read_text()).items()} if sidecar.exists() else {}
+    request = RawRequest(body=path.read_bytes(), headers=headers)
     if path.stem.endswith("__unsupported"):
         with pytest.raises(Ignored):
             spec.parse(request)

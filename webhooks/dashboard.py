@@ -6,13 +6,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from integrations.events import Credential
 from integrations.registry import HELPDESKS
 from webhooks import charts, guard
 from webhooks.services import services
 from worker.limits import EditGate
 from worker.replay import replay_jobs
 from worker.signals import checks_line
-from worker.store import JOB_STATES
+from worker.store import JOB_STATES, Store
 
 __all__ = ["blueprint"]
 
@@ -42,7 +43,13 @@ def index() -> str:
         spend_chart=charts.spend_chart(series, settings.daily_budget_usd),
         latency_chart=charts.latency_chart(series),
         failures_chart=charts.failures_chart(series[-7:]), checks=checks_line,
+        credentials=credentials(store, list(settings.helpdesks)),
     )
+
+
+def credentials(store: Store, vendors: list[str]) -> list[tuple[str, Credential]]:
+    """Each helpdesk's credential as the workers last saw it (worker.pipeline.record_credentials)."""
+    return [(HELPDESKS[v].title, Credential.from_dict(c)) for v, c in store.credentials(vendors).items()]
 
 
 @blueprint.get("/jobs/<job_id>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, jsonify
 
+from integrations.events import Credential
 from webhooks import guard
 from webhooks.metrics import render
 from webhooks.services import services
@@ -27,12 +28,21 @@ def readyz() -> tuple[Response, int]:
         svc.store.r.ping()
         checks["redis"] = "ok"
         checks["worker"] = "ok" if svc.store.worker_seen() else "no heartbeat in the last 45 s"
+        credentials = svc.store.credentials(list(svc.settings.helpdesks))
     except redis.RedisError as exc:
         checks["redis"] = f"unreachable: {exc}"
         checks["worker"] = "unknown"
+        credentials = {}
     ready = all(v == "ok" for v in checks.values())
-    # What is wrong (hosts, error text) only to those who may see the dashboard.
-    details = checks if guard.is_admin(svc.settings) else {}
+    # What is wrong (hosts, error text) only to those who may see the dashboard. A credential
+    # that ends is said there, not counted against readiness: the webhooks are still taken.
+    details: dict[str, str] = {}
+    if guard.is_admin(svc.settings):
+        details = dict(checks)
+        for vendor, raw in credentials.items():
+            credential = Credential.from_dict(raw)
+            details[f"{vendor} credential"] = " ".join(
+                filter(None, (credential.describe() + ".", credential.warning)))
     return jsonify({"status": "ready" if ready else "not ready", **details}), 200 if ready else 503
 
 

@@ -4,6 +4,7 @@ could not be marked. Short, honest about what a model did, HTML-escaped."""
 from __future__ import annotations
 
 import html
+from html.parser import HTMLParser
 from typing import Any
 
 from integrations.errors import VendorError
@@ -11,6 +12,7 @@ from worker.records import Mark
 from worker.signals import checks_line
 
 __all__ = ["note_html", "note_marker", "failure_html", "review_html", "agent_reason", "money", "delivered_name",
+           "plain_text",
            "what_was_marked", "AGENT_REASONS"]
 
 # Vendor error codes an agent may read about, in words.
@@ -163,3 +165,26 @@ def review_html(decision: dict[str, Any], filename: str, marker: str) -> str:
     who = f"{escape(decision.get('user_name') or 'a reviewer')} (Slack {escape(decision['user_id'])})"
     return (f"<p><strong>Warranty claim {verdict}</strong> by {who} on {escape(decision['at'])}, "
             f"for the photo <em>{escape(filename)}</em>.</p><p>{escape(marker)}</p>")
+
+
+class _Text(HTMLParser):
+    BREAKS = {"p", "br", "li", "div", "tr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.BREAKS and self.parts:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def plain_text(html_body: str) -> str:
+    """A note as plain text: its words, a line per paragraph."""
+    parser = _Text()
+    parser.feed(html_body)
+    parser.close()
+    return "\n".join(" ".join(line.split()) for line in "".join(parser.parts).splitlines()).strip()

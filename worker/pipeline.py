@@ -19,12 +19,13 @@ import redis
 
 from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
-from integrations.events import Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
+from integrations.events import Credential, Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
+from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
 from worker import credentials, dupes, images, signals
 from worker.jobs import Job
-from worker.marking import Marker, Reused
+from worker.marking import Marked, Marker, Reused
 from worker.notes import (
     agent_reason,
     delivered_name,
@@ -39,7 +40,8 @@ from worker.records import JobRecord, Mark, Signals
 from worker.recovery import Leases
 from worker.store import Store
 
-__all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS"]
+__all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS",
+           "record_credentials", "deliverable", "review_for"]
 
 log = logging.getLogger("deskmark.pipeline")
 
@@ -117,6 +119,17 @@ class Runtime:
         user_id = self.helpdesk(vendor).own_user_id()
         self.store.set_own_user_id(vendor, user_id)
         return user_id
+
+
+def record_credentials(rt: Runtime) -> None:
+    """What each helpdesk's credential is and when it ends, for the dashboard and /readyz
+    (a static token that expires, an API token Zendesk turns off, a refused OAuth client)."""
+    for vendor, helpdesk in rt.helpdesks.items():
+        try:
+            credential = helpdesk.credential().to_dict()
+        except VendorError as exc:
+            credential = Credential(kind="refused", lives="not accepted", warning=str(exc)).to_dict()
+        rt.store.set_credential(vendor, credential)
 
 
 def expand_event(event: TicketEvent, rt: Runtime) -> list[Job]:
@@ -203,10 +216,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 results=JobResults(rt.store, job_id),
                 on_edit=lambda started: rt.store.count_edit(job_id, started),
             )
-            kind = images.mime_type(source) or "application/octet-stream"
-            with rt.marker.memory.admit(_c2pa_cost(source, rt)):
-                marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
-                mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt)
+            marked, mark = deliverable(result, source, job, record, rt)
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost
@@ -257,6 +267,18 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     return "done"
 
 
+def deliverable(result: Marked, source: BinaryIO, job: Job, record: JobRecord, rt: Runtime,
+                index: bool = True) -> tuple[bytes, Mark]:
+    """The photo to deliver, with its content credentials, and its mark with the claim
+    signals (`index`: the photo also goes into the re-used-photo index; `deskmark try` looks
+    only)."""
+    kind = images.mime_type(source) or "application/octet-stream"
+    with rt.marker.memory.admit(_c2pa_cost(source, rt)):
+        marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
+        mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt, index)
+    return marked, mark
+
+
 def _c2pa_cost(original: BinaryIO, rt: Runtime) -> int:
     """What signing and reading content credentials hold: c2pa takes the customer's whole file
     and keeps it about two and a half times over (a 37 MB JPEG: +90 MB), so it counts against
@@ -269,7 +291,7 @@ def _c2pa_cost(original: BinaryIO, rt: Runtime) -> int:
 
 
 def _claim_signals(original: BinaryIO, kind: str, preview: bytes, job: Job, record: JobRecord,
-                   rt: Runtime) -> Signals:
+                   rt: Runtime, index: bool = True) -> Signals:
     """worker.signals: read from the customer's file as downloaded; the re-used-photo check
     from the upright preview marking made of it (decoded there, within the image memory)."""
     sent = record.get("created") or time.time()
@@ -277,7 +299,7 @@ def _claim_signals(original: BinaryIO, kind: str, preview: bytes, job: Job, reco
     if rt.duplicates is not None:
         try:
             seen = signals.seen_before(rt.duplicates, preview, job.job_id, job.vendor, job.ticket_id,
-                                       job.photo.author_id or "", sent)
+                                       job.photo.author_id or "", sent, index=index)
         except redis.exceptions.ResponseError as exc:  # a signal never blocks the marking
             log.warning("re-used-photo check of %s skipped: %s", job.job_id, exc)
             seen = None
@@ -311,16 +333,7 @@ def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, j
 def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runtime,
                    ticket: Ticket, marked: bytes, mark: Mark) -> None:
     assert rt.notifier is not None
-    ticket_id = ticket.id
-    words = " ".join(f"{ticket.subject} — {ticket.description}".split())
-    review = Review(
-        job_id=job_id, vendor=record.get("vendor") or "", ticket_id=ticket_id, ticket_url=ticket.url,
-        filename=delivered_name(photo.filename, mark), image=marked,
-        customer_words=words if len(words) <= 280 else words[:279] + "…",
-        what=what_was_marked(mark),
-        cost=money(mark.get("cost_usd")),
-        checks=signals.checks_line(mark["signals"]) if "signals" in mark else "",
-    )
+    review = review_for(job_id, photo, record.get("vendor") or "", ticket, marked, mark)
     # Each post is recorded before it is made. An attempt that finds an earlier one recorded
     # looks in the channel first: that post may have gone through with its answer lost.
     earlier = None
@@ -346,6 +359,22 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runt
         decides = bool(rt.settings.slack and rt.settings.slack.approver_ids)
         channel, ts = rt.notifier.ask(review, buttons=decides)
     rt.store.update(job_id, {"slack_channel": channel, "slack_ts": ts, "ticket_url": ticket.url})
+
+
+def review_for(job_id: str, photo: SourcePhoto, vendor: str, ticket: Ticket, marked: bytes,
+               mark: Mark) -> Review:
+    """What the Slack review of a marked photo says (integrations.slack.notifier)."""
+    words = " ".join(f"{ticket.subject} — {ticket.description}".split())
+    spec = HELPDESKS.get(vendor)
+    return Review(
+        job_id=job_id, vendor=vendor, ticket_id=ticket.id, ticket_url=ticket.url,
+        filename=delivered_name(photo.filename, mark), image=marked,
+        customer_words=words if len(words) <= 280 else words[:279] + "…",
+        what=what_was_marked(mark),
+        cost=money(mark.get("cost_usd")),
+        checks=signals.checks_line(mark["signals"]) if "signals" in mark else "",
+        vendor_title=spec.title if spec else "",
+    )
 
 
 def _posted_since(notifier: SlackNotifier, since: float, job_id: str, file_id: str | None,
@@ -410,10 +439,11 @@ def _apply_decision(job_id: str, decision: dict[str, Any], rt: Runtime) -> None:
         rt.store.update(job_id, {"review_note_id": note_id or "posted"})
     if not record.get("review_shown"):
         mark = "✅ Approved" if decision["decision"] == "approved" else "❌ Rejected"
+        title = HELPDESKS[vendor].title if vendor in HELPDESKS else vendor
         rt.notifier.show_outcome(
             record["slack_channel"], record["slack_ts"],
             f"{mark} by <@{mrkdwn_escape(decision['user_id'])}> on {decision['at']} — "
-            f"{vendor.capitalize()} ticket <{link_target(record.get('ticket_url') or '')}|"
+            f"{title} ticket <{link_target(record.get('ticket_url') or '')}|"
             f"#{mrkdwn_escape(ticket_id)}>, photo `{mrkdwn_escape(record.get('filename') or '')}`")
         rt.store.update(job_id, {"review_shown": True})
 

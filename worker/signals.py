@@ -76,10 +76,10 @@ def read_signals(original: IO[bytes], content_type: str, received: float) -> Sig
     return found
 
 
-def seen_before(index: DupeIndex, preview: bytes, photo_id: str, vendor: str, ticket_id: str,
-                requester: str, sent: float) -> SeenBefore | None:
-    """The earliest near-duplicate of the photo sent on another ticket, if any; and the photo
-    goes into the index (once, however often its job runs). `preview` is the photo upright, as
+def seen_before(dupes: DupeIndex, preview: bytes, photo_id: str, vendor: str, ticket_id: str,
+                requester: str, sent: float, index: bool = True) -> SeenBefore | None:
+    """The earliest near-duplicate of the photo sent on another ticket, if any; and, with
+    `index`, the photo goes into the index (once, however often its job runs). `preview` is the photo upright, as
     marking previewed it (worker.marking): hashing it decodes nothing large a second time."""
     import io
 
@@ -94,9 +94,10 @@ def seen_before(index: DupeIndex, preview: bytes, photo_id: str, vendor: str, ti
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         log.info("no perceptual hash of the customer's photo: %s", exc)
         return None
-    earlier = [seen for seen in index.find(value, exclude=photo_id, when=sent)
+    earlier = [seen for seen in dupes.find(value, exclude=photo_id, when=sent)
                if (seen.vendor, seen.ticket_id) != (vendor, ticket_id)]  # a ticket is not its own
-    index.add(photo_id, value, vendor, ticket_id, requester, when=sent)
+    if index:
+        dupes.add(photo_id, value, vendor, ticket_id, requester, when=sent)
     if not earlier:
         return None
     first = min(earlier, key=lambda seen: (seen.at, seen.bits))
@@ -123,7 +124,7 @@ def checks_line(signals: Signals) -> str:
                f"another customer (requester {seen['requester']})" if seen["requester"] else
                "another customer")
         more = f", and on {seen['more']} more ticket{'s' if seen['more'] > 1 else ''}" if seen["more"] else ""
-        parts.append(f"the same photo was sent on {seen['vendor'].capitalize()} ticket "
+        parts.append(f"the same photo was sent on {_title(seen['vendor'])} ticket "
                      f"#{seen['ticket_id']} on {seen['date']} by {who}{more}")
     if signals.get("camera"):
         parts.append(f"camera {signals['camera']}")
@@ -135,3 +136,9 @@ def checks_line(signals: Signals) -> str:
     if not signals.get("camera") and "taken" not in signals:
         parts.append("no camera metadata (normal for screenshots and messaging apps)")
     return "Checks: " + "; ".join(parts) + "."
+
+
+def _title(vendor: str) -> str:
+    from integrations.registry import HELPDESKS
+
+    return HELPDESKS[vendor].title if vendor in HELPDESKS else vendor.capitalize()

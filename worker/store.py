@@ -7,6 +7,11 @@ Keys (all under `dm:`), and how long each lives:
   delivery:{vendor}:{key}   a webhook delivery already accepted: the duplicate window, 7 days
   scan:{vendor}:{ticket}     a scan of the ticket's photos is queued and not yet started: 1 hour
   self:{vendor}             deskmark's own user id at that vendor: 1 day
+  credential:{vendor}       what deskmark signs in to the vendor with and when it ends (the
+                            dashboard and /readyz show it), as the workers last saw it: 1 day
+  token:{id}                an access token of an OAuth client (integrations.tokens), shared
+                            by every process: its own lifetime; :renewing (the one renewal in
+                            flight) 30 s; :refused (a refused grant) 2 minutes
   job:{id}                  hash: the job record (vendor, ticket, photo, state, steps, cost …):
                             retention after its last write
   job:{id}:marked           the marked image (so a retry never pays twice): retention
@@ -182,6 +187,14 @@ class Store:
 
     def set_own_user_id(self, vendor: str, user_id: str) -> None:
         self.r.set(f"dm:self:{vendor}", user_id.encode(), ex=24 * 3600)
+
+    def set_credential(self, vendor: str, credential: dict[str, Any]) -> None:
+        self.r.set(f"dm:credential:{vendor}", _encode(credential), ex=24 * 3600)
+
+    def credentials(self, vendors: list[str]) -> dict[str, dict[str, Any]]:
+        """What the workers last saw of each vendor's credential (integrations.events.Credential)."""
+        raw = self.r.mget([f"dm:credential:{v}" for v in vendors]) if vendors else []
+        return {v: _decode(value) for v, value in zip(vendors, raw, strict=True) if value}
 
     # --- jobs ---------------------------------------------------------------------------------
     def job(self, job_id: str) -> JobRecord:

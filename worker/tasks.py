@@ -27,6 +27,7 @@ from integrations.models import retirement_problem, retirement_warning
 from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import SlackNotifier
+from integrations.tokens import RedisTokenCache
 from worker import pipeline
 from worker.app import make_celery
 from worker.jobs import Job
@@ -71,6 +72,7 @@ def _on(signal: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
 _runtime: pipeline.Runtime | None = None
 _runtime_lock = threading.Lock()
 REDIS_PATIENCE = 30.0  # seconds a job waits for Redis to come back before it is requeued
+CREDENTIALS_EVERY = 600.0  # how often a worker records what each helpdesk's credential is
 # Redis (job state, or the broker when publishing a retry) unreachable for longer than that.
 BROKER_DOWN = (*REDIS_DOWN, OperationalError)
 
@@ -87,7 +89,9 @@ def runtime() -> pipeline.Runtime:
             _runtime = pipeline.Runtime(
                 settings=config,
                 store=store,
-                helpdesks={key: HELPDESKS[key].client(own, config.attachment_hosts)
+                # Expiring tokens (OAuth clients) are shared by every process through Redis.
+                helpdesks={key: HELPDESKS[key].client(own, config.attachment_hosts,
+                                                      RedisTokenCache(store.r))
                            for key, own in config.helpdesks.items()},
                 marker=make_marker(config, EditGate(store, config)),
                 notifier=SlackNotifier(config.slack) if config.slack else None,
@@ -252,6 +256,8 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 def _say_hello(**_: Any) -> None:
     # Here rather than at worker_init, which runs before Celery sets up logging (the line was lost).
     log.info("deskmark worker starting with %s", settings().describe())
+    for warning in settings().warnings():
+        log.warning(warning)
 
 
 @_on(worker_ready)
@@ -262,12 +268,19 @@ def _start_reaper(**_: Any) -> None:
         process_photo.apply_async(args=[job.to_dict()])
 
     def reap_forever() -> None:
+        credentials_due = 0.0
         while not _stop_beating.wait(REAP_EVERY):
             try:
                 reap(store, requeue)
                 store.trim()  # the job index and dead letters, to DESKMARK_RETENTION_DAYS
             except Exception as exc:  # Redis away: the next round tries again
                 log.warning("reaper: %s", exc)
+            if time.monotonic() >= credentials_due:
+                credentials_due = time.monotonic() + CREDENTIALS_EVERY
+                try:
+                    pipeline.record_credentials(runtime())
+                except Exception as exc:  # a vendor or Redis away: say so, look again later
+                    log.warning("could not record the helpdesks' credentials: %s", exc)
 
     threading.Thread(target=reap_forever, name="deskmark-reaper", daemon=True).start()
 

@@ -1,6 +1,10 @@
 """A loopback Zendesk: the subset of the Support API deskmark uses, with Zendesk's semantics.
 
-- auth: Basic `{email}/token:{api_token}` or `Bearer {oauth_token}`; anything else is 401;
+- auth: Basic `{email}/token:{api_token}`, `Bearer {oauth_token}` (a static token, with an
+  optional end), or a token from `POST /oauth/tokens` (the client-credentials grant of a
+  confidential OAuth client, CONTRACT "Zendesk OAuth"): tokens that expire after
+  `token_lifetime` seconds, answered `401 invalid_token` after that, and scopes enforced per
+  endpoint (`403` without them); anything else is 401. `grants` and `expired_calls` count;
 - comments list with cursor paging; inline images only with `include_inline_images=true`;
 - `content_url` answers (with auth) a 302 to a signed URL on a separate "zdusercontent" server
   that refuses any request carrying an Authorization header, as the real one does;
@@ -79,18 +83,43 @@ def _error(status: int, error: str, description: str = "") -> Response:
     return response
 
 
+@dataclass
+class Issued:
+    """An access token the sandbox granted."""
+
+    token: str
+    client_id: str
+    scopes: frozenset[str]
+    expires_at: float
+
+
+SCOPES = frozenset({"read", "write", *(f"{r}:{a}" for r in (
+    "tickets", "users", "auditlogs", "organizations", "hc", "apps", "triggers", "automations",
+    "targets", "webhooks", "zis") for a in ("read", "write"))})
+
+
 class SandboxZendesk(HelpdeskSandbox):
     """Start with `.start()`; `.url` is the API root (ZENDESK_BASE_URL)."""
 
     AGENT_ID = 900001  # deskmark's own API user
     CUSTOMER_ID = 1001
+    CLIENT_ID = "deskmark_sandbox"
 
     def __init__(self, email: str = "deskmark@example.com", api_token: str = "sandbox-token",
-                 oauth_token: str | None = None, page_size: int = 100) -> None:
+                 oauth_token: str | None = None, page_size: int = 100,
+                 token_lifetime: float = 1800.0) -> None:
         self.email = email
         self.api_token = api_token
         self.oauth_token = oauth_token
+        self.oauth_token_expires_at: float | None = None  # a static token's end, if it has one
         self.page_size = page_size
+        # Confidential OAuth clients (identifier -> secret), and what their grants issued.
+        self.client_secret = f"sandbox-client-secret-{uuid.uuid4().hex}"
+        self.oauth_clients = {self.CLIENT_ID: self.client_secret}
+        self.token_lifetime = token_lifetime
+        self.issued: dict[str, Issued] = {}
+        self.grants: list[dict[str, Any]] = []  # every token request, granted or refused
+        self.expired_calls = 0  # API calls that came with an expired token
         self.tickets: dict[int, SandboxTicket] = {}
         self.uploads: dict[str, Attachment] = {}
         self.requests: list[dict[str, Any]] = []
@@ -111,10 +140,15 @@ class SandboxZendesk(HelpdeskSandbox):
     WARRANTY_TARGET = 360000001  # a group
 
     def environment(self, secret: str) -> dict[str, str]:
+        """An OAuth client, as a team connecting Zendesk today has (no new API tokens)."""
         self.webhook_secret = secret
-        return {"ZENDESK_BASE_URL": self.url, "ZENDESK_EMAIL": self.email,
-                "ZENDESK_API_TOKEN": self.api_token, "ZENDESK_WEBHOOK_SECRET": secret,
+        return {"ZENDESK_BASE_URL": self.url, "ZENDESK_CLIENT_ID": self.CLIENT_ID,
+                "ZENDESK_CLIENT_SECRET": self.client_secret, "ZENDESK_WEBHOOK_SECRET": secret,
                 "ZENDESK_WARRANTY_GROUP_ID": str(self.WARRANTY_TARGET)}
+
+    def tokens_issued(self) -> list[str]:
+        """Every access token granted so far (the log test looks for them)."""
+        return list(self.issued)
 
     def customer_photo_ticket(self, subject: str, text: str, photo: tuple[str, bytes, str],
                               tags: list[str]) -> int:
@@ -257,10 +291,56 @@ class SandboxZendesk(HelpdeskSandbox):
         return (attachment.data, attachment.content_type) if attachment else None
 
     # --- the API ------------------------------------------------------------------------------
-    def _authorized(self) -> int | None:
+    def _grant(self) -> Response:
+        """POST /oauth/tokens, client credentials (JSON, as Zendesk takes it)."""
+        body = request.get_json(silent=True)
+        body = body if isinstance(body, dict) else {}
+        record = {"time": time.time(), "client_id": body.get("client_id"), "granted": False}
+        self.grants.append(record)
+        if body.get("grant_type") != "client_credentials":
+            return _error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        client = str(body.get("client_id") or "")
+        if client not in self.oauth_clients or not hmac.compare_digest(
+                self.oauth_clients[client].encode(), str(body.get("client_secret") or "").encode()):
+            return _error(401, "invalid_client", "Client authentication failed due to unknown "
+                          "client, no client authentication included, or unsupported "
+                          "authentication method.")
+        scopes = frozenset(str(body.get("scope") or "read write").split())
+        if not scopes <= SCOPES:
+            return _error(400, "invalid_scope", "The requested scope is invalid, unknown, or malformed.")
+        lifetime = self.token_lifetime
+        if body.get("expires_in") is not None:
+            lifetime = float(body["expires_in"])
+            if not 300 <= lifetime <= 172800:
+                return _error(400, "invalid_request", "expires_in must be between 300 and 172800")
+        issued = Issued(uuid.uuid4().hex + uuid.uuid4().hex, client, scopes, time.time() + lifetime)
+        with self._lock:
+            self.issued[issued.token] = issued
+        record["granted"] = True
+        return jsonify({"access_token": issued.token, "token_type": "bearer",
+                        "scope": " ".join(sorted(scopes)), "expires_in": int(lifetime)})
+
+    def _bearer(self, token: str) -> int | str | None:
+        """The user a bearer token signs in as; "expired", or None when it is unknown."""
+        if self.oauth_token and token == self.oauth_token:
+            ended = self.oauth_token_expires_at is not None and time.time() >= self.oauth_token_expires_at
+            return "expired" if ended else self.AGENT_ID
+        issued = self.issued.get(token)
+        if issued is None:
+            return None
+        if time.time() >= issued.expires_at:
+            self.expired_calls += 1
+            return "expired"
+        resource = "users" if request.path.startswith("/api/v2/users") else "tickets"
+        access = "read" if request.method == "GET" else "write"
+        if not issued.scopes & {access, f"{resource}:{access}"}:
+            return "forbidden"
+        return self.AGENT_ID
+
+    def _authorized(self) -> int | str | None:
         header = request.headers.get("Authorization", "")
-        if self.oauth_token and header == f"Bearer {self.oauth_token}":
-            return self.AGENT_ID
+        if header.startswith("Bearer "):
+            return self._bearer(header.removeprefix("Bearer "))
         auth = request.authorization
         if auth and auth.type == "basic" and auth.username == f"{self.email}/token" and (
             auth.password == self.api_token
@@ -278,7 +358,16 @@ class SandboxZendesk(HelpdeskSandbox):
             injected = self.faults.take(request.method, request.path)
             if injected is not None:
                 return injected
-            if self._authorized() is None:
+            if request.path == "/oauth/tokens" and request.method == "POST":
+                return self._grant()
+            who = self._authorized()
+            if who == "expired":
+                return _error(401, "invalid_token", "The access token provided is expired, revoked, "
+                              "malformed or invalid for other reasons.")
+            if who == "forbidden":
+                return _error(403, "Forbidden", "You do not have access to this page. Please "
+                              "contact the account owner of this help desk for further help.")
+            if who is None:
                 return _error(401, "Couldn't authenticate you")
             return None
 
@@ -294,6 +383,21 @@ class SandboxZendesk(HelpdeskSandbox):
             return {"id": ticket.id, "subject": ticket.subject, "description": ticket.description,
                     "tags": list(ticket.tags), "group_id": ticket.group_id,
                     "requester_id": ticket.requester_id, "status": "open"}
+
+        @app.get("/api/v2/oauth/tokens/current.json")
+        def current_token() -> Response:
+            header = request.headers.get("Authorization", "")
+            token = header.removeprefix("Bearer ")
+            if not header.startswith("Bearer ") or token not in {self.oauth_token, *self.issued}:
+                return _error(404, "RecordNotFound", "Not found")
+            issued = self.issued.get(token)
+            end = issued.expires_at if issued else self.oauth_token_expires_at
+            return jsonify({"token": {
+                "id": 1, "client_id": 41, "user_id": self.AGENT_ID, "token": token[:10],
+                "scopes": sorted(issued.scopes) if issued else ["read", "write"],
+                "created_at": _now(),
+                "expires_at": datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if end else None}})
 
         @app.get("/api/v2/users/me.json")
         def me() -> Response:

@@ -17,7 +17,7 @@ import httpx
 
 from integrations.downloads import DownloadPolicy, fetch
 from integrations.errors import PermanentError
-from integrations.events import NoteFile, SourcePhoto, Ticket
+from integrations.events import Credential, NoteFile, SourcePhoto, Ticket
 from integrations.freshdesk.settings import FreshdeskSettings
 from integrations.http import Paced, make_http_client
 
@@ -63,7 +63,8 @@ class FreshdeskClient:
     vendor = "freshdesk"
     _own: str | None = None  # deskmark's own agent id, learnt once
 
-    def __init__(self, settings: FreshdeskSettings, extra_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: FreshdeskSettings, extra_hosts: tuple[str, ...] = (),
+                 tokens: object = None) -> None:  # tokens: only for OAuth clients
         self.settings = settings
         # Basic auth with the API key as user; the password is ignored by Freshdesk.
         self.http = make_http_client(settings.base_url, auth=(settings.api_key, "X"))
@@ -76,6 +77,9 @@ class FreshdeskClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def credential(self) -> Credential:
+        return Credential("API key (FRESHDESK_API_KEY)")
 
     # --- transport with Freshdesk's rate-limit headers ----------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:

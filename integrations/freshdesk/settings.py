@@ -26,6 +26,9 @@ class FreshdeskSettings:
     def secrets(self) -> list[str]:
         return [s for s in (self.api_key, self.webhook_secret) if s]
 
+    def warnings(self) -> list[str]:
+        return []
+
 
 def read(r: Reader) -> FreshdeskSettings | None:
     if not r.any("FRESHDESK_DOMAIN", "FRESHDESK_BASE_URL", "FRESHDESK_API_KEY", "FRESHDESK_WEBHOOK_SECRET"):

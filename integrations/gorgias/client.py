@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from integrations.downloads import DownloadPolicy, fetch
 from integrations.errors import PermanentError
-from integrations.events import NoteFile, SourcePhoto, Ticket
+from integrations.events import Credential, NoteFile, SourcePhoto, Ticket
 from integrations.gorgias.settings import GorgiasSettings
 from integrations.http import Paced, make_http_client
 
@@ -42,7 +42,8 @@ class GorgiasClient:
     vendor = "gorgias"
     _own: str | None = None  # deskmark's own user id, learnt once
 
-    def __init__(self, settings: GorgiasSettings, extra_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: GorgiasSettings, extra_hosts: tuple[str, ...] = (),
+                 tokens: object = None) -> None:  # tokens: only for OAuth clients
         self.settings = settings
         self.http = make_http_client(settings.base_url, auth=(settings.email, settings.api_key))
         self.paced = Paced(self.http, self.vendor)
@@ -53,6 +54,9 @@ class GorgiasClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def credential(self) -> Credential:
+        return Credential("API key (GORGIAS_API_KEY)")
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = self.paced.request(method, path, **kw)

@@ -27,6 +27,9 @@ class GorgiasSettings:
     def secrets(self) -> list[str]:
         return [s for s in (self.api_key, self.webhook_secret) if s]
 
+    def warnings(self) -> list[str]:
+        return []
+
 
 def read(r: Reader) -> GorgiasSettings | None:
     if not r.any(*(v for v in VARIABLES if v != "GORGIAS_WARRANTY_TEAM_ID")):

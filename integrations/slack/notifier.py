@@ -34,6 +34,7 @@ from integrations.config import SlackSettings
 from integrations.errors import PermanentError, RateLimited, RetryableError, VendorError
 
 __all__ = ["SlackNotifier", "Review", "Posted", "APPROVE", "REJECT", "review_value",
+           "review_message", "share_message",
            "read_review_value", "mrkdwn_escape", "link_target", "METADATA_EVENT"]
 
 APPROVE = "warranty_approve"
@@ -110,7 +111,7 @@ def read_review_value(value: str) -> tuple[str, str, str] | None:
 @dataclass(frozen=True)
 class Review:
     job_id: str
-    vendor: str
+    vendor: str  # the helpdesk's key ("helpscout"), carried in the buttons' value
     ticket_id: str
     ticket_url: str
     filename: str
@@ -119,6 +120,45 @@ class Review:
     what: str
     cost: str
     checks: str = ""  # the claim signals' line (worker.signals), shown above the buttons
+    vendor_title: str = ""  # the helpdesk's name for people ("Help Scout")
+
+    @property
+    def helpdesk(self) -> str:
+        return self.vendor_title or self.vendor.capitalize()
+
+
+def share_message(review: Review) -> tuple[str, str]:
+    """The marked photo's share in the channel: (the file's title, the comment under it)."""
+    lines = [f"*{mrkdwn_escape(review.helpdesk)} ticket #{mrkdwn_escape(review.ticket_id)}* — "
+             f"<{link_target(review.ticket_url)}|open the ticket>",
+             f"Marked: {mrkdwn_escape(review.what)} · {mrkdwn_escape(review.cost)}"]
+    if review.customer_words:
+        lines.append(f"> {mrkdwn_escape(review.customer_words)}")
+    return mrkdwn_escape(f"Ticket #{review.ticket_id}: {review.filename}"), "\n".join(lines)
+
+
+def review_message(review: Review, buttons: bool) -> tuple[str, list[dict[str, Any]]]:
+    """The review message: (its fallback text, its blocks); with `buttons`, Approve and Reject."""
+    value = review_value(review.job_id, review.vendor, review.ticket_id)
+    heading = "Warranty review" if buttons else "For warranty review (decide on the ticket)"
+    text = f"{heading} for {review.helpdesk} ticket #{review.ticket_id}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"*{heading}* — {mrkdwn_escape(review.helpdesk)} ticket "
+            f"<{link_target(review.ticket_url)}|#{mrkdwn_escape(review.ticket_id)}>, photo "
+            f"`{mrkdwn_escape(review.filename)}` (job `{review.job_id}`)")}},
+    ]
+    if review.checks:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                   "text": mrkdwn_escape(review.checks)}})
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "warranty_review", "elements": [
+            {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
+             "text": {"type": "plain_text", "text": "Reject"}},
+        ]})
+    return text, blocks
 
 
 def translate(exc: Exception) -> VendorError:
@@ -179,14 +219,9 @@ class SlackNotifier:
             kind = RetryableError if answer.status_code >= 500 else PermanentError
             raise kind(f"Slack upload answered {answer.status_code}", vendor="slack",
                        status=answer.status_code)
-        lines = [f"*{review.vendor.capitalize()} ticket #{mrkdwn_escape(review.ticket_id)}* — "
-                 f"<{link_target(review.ticket_url)}|open the ticket>",
-                 f"Marked: {mrkdwn_escape(review.what)} · {mrkdwn_escape(review.cost)}"]
-        if review.customer_words:
-            lines.append(f"> {mrkdwn_escape(review.customer_words)}")
-        title = mrkdwn_escape(f"Ticket #{review.ticket_id}: {review.filename}")
+        title, comment = share_message(review)
         self._call("files_completeUploadExternal", channel_id=self.settings.channel_id,
-                   files=[{"id": file_id, "title": title}], initial_comment="\n".join(lines))
+                   files=[{"id": file_id, "title": title}], initial_comment=comment)
 
     def posted_since(self, since: float, job_id: str, file_id: str | None) -> Posted:
         """Whether the channel shows, since `since`, the share of `file_id` and the review
@@ -211,25 +246,7 @@ class SlackNotifier:
     def ask(self, review: Review, buttons: bool = True) -> tuple[str, str]:
         """Post the Approve / Reject message (without `buttons`: a notification only, for
         deployments with no list of reviewers); return (channel, ts)."""
-        value = review_value(review.job_id, review.vendor, review.ticket_id)
-        heading = "Warranty review" if buttons else "For warranty review (decide on the ticket)"
-        text = f"{heading} for {review.vendor.capitalize()} ticket #{review.ticket_id}"
-        blocks: list[dict[str, Any]] = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": (
-                f"*{heading}* — {review.vendor.capitalize()} ticket "
-                f"<{link_target(review.ticket_url)}|#{mrkdwn_escape(review.ticket_id)}>, photo "
-                f"`{mrkdwn_escape(review.filename)}` (job `{review.job_id}`)")}},
-        ]
-        if review.checks:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                       "text": mrkdwn_escape(review.checks)}})
-        if buttons:
-            blocks.append({"type": "actions", "block_id": "warranty_review", "elements": [
-                {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
-                 "text": {"type": "plain_text", "text": "Reject"}},
-            ]})
+        text, blocks = review_message(review, buttons)
         response = self._call("chat_postMessage", channel=self.settings.channel_id, text=text,
                               blocks=blocks, metadata={"event_type": METADATA_EVENT,
                                                        "event_payload": {"job_id": review.job_id}})

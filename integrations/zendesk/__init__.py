@@ -14,7 +14,8 @@ SPEC = HelpdeskSpec(
     rejected="missing, wrong or stale Zendesk signature",
     parse=parse,
     client=ZendeskClient,
-    auth_hint="ZENDESK_OAUTH_TOKEN (or ZENDESK_EMAIL / ZENDESK_API_TOKEN)",
+    auth_hint="ZENDESK_CLIENT_ID / ZENDESK_CLIENT_SECRET (or ZENDESK_OAUTH_TOKEN, or "
+              "ZENDESK_EMAIL / ZENDESK_API_TOKEN)",
     where_hint="ZENDESK_SUBDOMAIN / ZENDESK_BASE_URL and the network",
     sandbox="deskmark.sandbox.zendesk:SandboxZendesk",
     setup="integrations/zendesk/SETUP.md",

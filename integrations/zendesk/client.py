@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
 
 from integrations.downloads import DownloadPolicy, fetch
-from integrations.events import NoteFile, SourcePhoto, Ticket
+from integrations.errors import VendorError
+from integrations.events import Credential, NoteFile, SourcePhoto, Ticket
 from integrations.http import call, make_http_client
-from integrations.zendesk.settings import ZendeskSettings
+from integrations.tokens import LocalTokenCache, OAuthBearer, TokenCache, TokenManager, cache_id, request_token
+from integrations.zendesk.settings import SCOPE, ZendeskSettings, api_token_end, api_token_warning
 
 __all__ = ["ZendeskClient", "ZENDESK_ATTACHMENT_HOSTS"]
 
@@ -23,10 +26,20 @@ class ZendeskClient:
     _own: str | None = None  # deskmark's own user id, learnt once
     vendor = "zendesk"
 
-    def __init__(self, settings: ZendeskSettings, extra_hosts: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: ZendeskSettings, extra_hosts: tuple[str, ...] = (),
+                 tokens: TokenCache | None = None) -> None:
         self.settings = settings
-        if settings.oauth_token:
-            auth: httpx.Auth = _Bearer(settings.oauth_token)
+        self.tokens: TokenManager | None = None
+        if settings.credential == "oauth client":
+            self._grant_http = make_http_client(settings.base_url)
+            self.tokens = TokenManager(
+                self.vendor, cache_id(settings.base_url, settings.client_id or "",
+                                      settings.client_secret or "", SCOPE),
+                self._grant, tokens if tokens is not None else LocalTokenCache())
+            auth: httpx.Auth = OAuthBearer(self.tokens, "check that the OAuth client's user (its "
+                                           "creator) is an agent with access to the ticket")
+        elif settings.oauth_token:
+            auth = _Bearer(settings.oauth_token)
         else:
             # API-token auth is Basic `{email}/token:{api_token}`.
             auth = httpx.BasicAuth(f"{settings.email}/token", settings.api_token or "")
@@ -41,6 +54,40 @@ class ZendeskClient:
 
     def close(self) -> None:
         self.http.close()
+        if self.tokens is not None:
+            self._grant_http.close()
+
+    def _grant(self) -> tuple[str, float | None, str]:
+        """Zendesk's client-credentials grant (CONTRACT: Zendesk OAuth)."""
+        return request_token(
+            self._grant_http, self.vendor, "/oauth/tokens",
+            "check ZENDESK_CLIENT_SECRET and ZENDESK_CLIENT_ID (the OAuth client's secret and "
+            f"identifier, a confidential client), and that it may ask for the scopes {SCOPE}",
+            json_body={"grant_type": "client_credentials", "client_id": self.settings.client_id or "",
+                       "client_secret": self.settings.client_secret or "", "scope": SCOPE})
+
+    def credential(self) -> Credential:
+        """What deskmark signs in with, and how long it lives (`deskmark check`, the dashboard)."""
+        kind = self.settings.credential
+        if kind == "oauth client":
+            assert self.tokens is not None
+            self.tokens.token()  # a grant now, unless the deployment holds a token
+            held = self.tokens.current()
+            return Credential("OAuth client (ZENDESK_CLIENT_ID)", held.expires_at if held else None,
+                              renewed=True)
+        if kind == "api token":
+            return Credential("API token (ZENDESK_API_TOKEN)", lives=api_token_end(),
+                              warning=api_token_warning())
+        try:
+            token = self._json("GET", "/api/v2/oauth/tokens/current.json").get("token") or {}
+        except VendorError:
+            token = {}  # not every user may read its own token: the lifetime stays unknown
+        expires = _timestamp(token.get("expires_at"))
+        warning = None
+        if expires is not None:
+            warning = ("ZENDESK_OAUTH_TOKEN expires and deskmark cannot renew it: create an OAuth "
+                       "client and set ZENDESK_CLIENT_ID and ZENDESK_CLIENT_SECRET instead")
+        return Credential("OAuth access token (ZENDESK_OAUTH_TOKEN)", expires, warning=warning)
 
     def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         response = call(self.http, self.vendor, method, path, **kw)
@@ -138,6 +185,15 @@ class ZendeskClient:
             self._json(
                 "PUT", f"/api/v2/tickets/{ticket_id}.json", json={"ticket": {"group_id": group_id}}
             )
+
+
+def _timestamp(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 class _Bearer(httpx.Auth):

@@ -1,0 +1,80 @@
+"""Zendesk through an OAuth client whose tokens expire, end to end: two worker processes share
+one token (Redis) and renew it before it ends; a wrong client secret fails once, saying so."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from deskmark.sandbox.photos import damaged_product
+from deskmark.sandbox.zendesk import SandboxZendesk
+from integrations.events import job_id_for
+from tests.conftest import Stack, post_signed, settled, wait_for
+
+CUSTOMER = SandboxZendesk.CUSTOMER_ID
+LIFETIME = 15.0  # seconds a sandbox token lives in these tests (Zendesk's default is 30 min)
+
+
+def deliver(zendesk: SandboxZendesk, stack: Stack, subject: str, seed: int) -> tuple[int, str]:
+    ticket_id = zendesk.create_ticket(subject, "Damaged on arrival.")
+    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
+                                  [("photo.jpg", damaged_product(640, 480, seed=seed), "image/jpeg")],
+                                  notify=False)
+    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
+    assert post_signed(stack.web.url, zendesk, event).status_code == 202
+    return ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
+
+
+def test_two_workers_share_15_second_tokens_over_a_minute_of_photos(
+        make_stack: Callable[..., Stack], zendesk: SandboxZendesk) -> None:
+    lifetime = zendesk.token_lifetime
+    zendesk.token_lifetime = LIFETIME
+    try:
+        stack = make_stack(workers=2)
+        wait_for(lambda: stack.store.worker_seen(), timeout=60)
+        grants_before, expired_before = len(zendesk.grants), zendesk.expired_calls
+        requests_before = len(zendesk.requests)
+        started = time.monotonic()
+        tickets = []
+        for n in range(10):  # ten photos sent over a minute
+            tickets.append(deliver(zendesk, stack, f"OAuth {uuid.uuid4().hex[:6]}", seed=900 + n))
+            time.sleep(6)
+        for ticket_id, _ in tickets:
+            wait_for(lambda t=ticket_id: len(zendesk.marked_notes(t)) >= 1, timeout=90)
+        settled(zendesk, stack.env["REDIS_URL"])
+        elapsed = time.monotonic() - started
+        assert [len(zendesk.marked_notes(t)) for t, _ in tickets] == [1] * 10
+        assert all(stack.store.job(job)["state"] == "done" for _, job in tickets)
+
+        grants = [g for g in zendesk.grants[grants_before:]]
+        calls = len(zendesk.requests) - requests_before
+        assert grants and all(g["granted"] for g in grants)
+        # About one grant per token life for the whole deployment: a token is renewed once a
+        # quarter of its life is left (every 11.25 s at most), and only while calls are made.
+        assert 2 <= len(grants) <= elapsed / (LIFETIME * 0.75) + 2, (len(grants), elapsed)
+        assert calls >= 10 * len(grants)  # not a grant per call, nor per process per call
+        expired = zendesk.expired_calls - expired_before
+        assert expired <= len(grants)  # at most one call with an expired token per renewal
+        # Both workers took jobs (each would have made its own grants without the shared token).
+        logs = [w.output() for w in stack.workers]
+        assert all("done dm-" in log for log in logs)
+    finally:
+        zendesk.token_lifetime = lifetime
+
+
+def test_a_wrong_client_secret_fails_once_with_its_name_and_no_retry_storm(
+        make_stack: Callable[..., Stack], zendesk: SandboxZendesk) -> None:
+    stack = make_stack(ZENDESK_CLIENT_SECRET="not-the-client-secret")
+    grants_before = len(zendesk.grants)
+    ticket_id, _ = deliver(zendesk, stack, f"Wrong secret {uuid.uuid4().hex[:6]}", seed=920)
+    wait_for(lambda: stack.store.dead_ids(), timeout=60)
+    settled(zendesk, stack.env["REDIS_URL"])
+    [dead] = stack.store.jobs(stack.store.dead_ids())
+    assert "ZENDESK_CLIENT_SECRET" in str(dead.get("reason")), dead
+    grants = zendesk.grants[grants_before:]
+    assert 1 <= len(grants) <= 2 and not any(g["granted"] for g in grants)
+    log = stack.workers[0].output()
+    assert 1 <= log.count("ZENDESK_CLIENT_SECRET") <= 3  # said, not repeated by retries
+    assert "not-the-client-secret" not in log
+    assert zendesk.notes(ticket_id) == []
