@@ -12,8 +12,10 @@ import importlib
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,9 +56,17 @@ DESCRIPTION = ("Hi, my new phone arrived today and the screen is cracked near th
                "Photo attached. Can I get a replacement?")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # `docker stop`, systemd and `kill` send SIGTERM: stop as on Ctrl-C, so that the worker and
+    # the embedded Redis are stopped with the demo (by the `finally` below), not left running.
+    raise KeyboardInterrupt
+
+
 def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
              helpdesk: str = "zendesk") -> int:
     started = time.monotonic()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     redis = EmbeddedRedis().start()
     _say(f"embedded Redis on {redis.url}")
     spec = HELPDESKS[helpdesk]
@@ -112,6 +122,8 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
     except KeyboardInterrupt:
         return 0
     finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut this short
         worker.terminate()
         try:
             worker.wait(15)

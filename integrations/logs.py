@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line, with the job, vendor and ticket bound, and every
 secret deskmark knows of (API keys, tokens, signing secrets, the Redis password, signed-URL
-signatures, passwords in URLs) redacted.
+signatures, passwords in URLs, the OAuth access tokens it was granted) redacted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from integrations.config import Settings
+from integrations.tokens import LEARNED
 
 __all__ = ["configure_logging", "log_context", "Redactor", "JsonFormatter"]
 
@@ -47,6 +48,8 @@ class Redactor(logging.Filter):
     def clean(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
+        for token in tuple(LEARNED):  # access tokens this process was granted (integrations.tokens)
+            text = text.replace(token, "[redacted]")
         for pattern, keeps_prefix in _PATTERNS:
             text = pattern.sub(r"\1[redacted]" if keeps_prefix else "[redacted]", text)
         return text

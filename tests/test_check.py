@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+from deskmark.sandbox.zendesk import SandboxZendesk
 
 
 def check(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("OPENAI_", "DESKMARK_", "ZENDESK_", "FRESHDESK_", "SLACK_"))}
+             if not k.startswith(("OPENAI_", "DESKMARK_", "ZENDESK_", "FRESHDESK_", "GORGIAS_",
+                                  "HELPSCOUT_", "SLACK_"))}
     return subprocess.run([sys.executable, "-m", "deskmark.cli", "check"], env={**clean, **env},
                           capture_output=True, text=True, timeout=60, cwd=cwd)
 
@@ -55,3 +61,40 @@ def test_a_wrong_openai_key_and_missing_settings_fail(deskmark_env: dict[str, st
     incomplete = check({"ZENDESK_SUBDOMAIN": "acme"}, tmp_path)
     assert incomplete.returncode == 1
     assert "configuration  FAIL" in incomplete.stdout and "ZENDESK_WEBHOOK_SECRET" in incomplete.stdout
+
+
+def test_each_credential_says_what_it_is_and_how_long_it_lives(deskmark_env: dict[str, str],
+                                                                 zendesk: SandboxZendesk,
+                                                                 tmp_path: Path) -> None:
+    result = check(deskmark_env, tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"zendesk +ok .*OAuth client \(ZENDESK_CLIENT_ID\): token valid for another "
+                     r"(29|30) min, renewed automatically", result.stdout), result.stdout
+    assert "helpscout      ok" in result.stdout and "token valid for another 48 h" in result.stdout
+    assert "API key (FRESHDESK_API_KEY): does not expire" in result.stdout
+    assert zendesk.client_secret not in result.stdout + result.stderr
+    old = check(api_token(deskmark_env, zendesk.api_token), tmp_path)
+    assert old.returncode == 0, old.stdout
+    days = (date(2027, 4, 30) - datetime.now(UTC).date()).days
+    assert f"API token (ZENDESK_API_TOKEN): Zendesk turns these off on 2027-04-30, in {days} days" in old.stdout
+    assert "warning: create an OAuth client and set ZENDESK_CLIENT_ID" in old.stdout
+    # A static OAuth token that ends: said, with the fix.
+    zendesk.oauth_token = "static-oauth-token-for-check"
+    zendesk.oauth_token_expires_at = time.time() + 20 * 60
+    try:
+        static = {k: v for k, v in api_token(deskmark_env, "").items() if not k.startswith("ZENDESK_API")}
+        result = check({**static, "ZENDESK_OAUTH_TOKEN": zendesk.oauth_token}, tmp_path)
+    finally:
+        zendesk.oauth_token, zendesk.oauth_token_expires_at = None, None
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"OAuth access token \(ZENDESK_OAUTH_TOKEN\): expires in (19|20) min, and cannot be "
+                     r"renewed", result.stdout), result.stdout
+    assert "deskmark cannot renew it: create an OAuth client" in result.stdout
+
+
+def test_a_wrong_client_secret_fails_and_names_it(deskmark_env: dict[str, str], tmp_path: Path) -> None:
+    result = check({**deskmark_env, "ZENDESK_CLIENT_SECRET": "not-the-secret"}, tmp_path)
+    assert result.returncode == 1
+    assert "zendesk        FAIL" in result.stdout and "invalid_client" in result.stdout
+    assert "check ZENDESK_CLIENT_SECRET" in result.stdout
+    assert "not-the-secret" not in result.stdout

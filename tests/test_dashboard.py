@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
+from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
+from integrations.zendesk.client import ZendeskClient
 from webhooks import create_app
+from worker import pipeline
+from worker.marking import make_marker
 from worker.store import Store
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
@@ -78,3 +84,33 @@ def test_dashboard_lists_jobs_and_serves_the_marked_photo(deskmark_env: dict[str
     image = client.get("/jobs/dm-dashboardtest/marked.jpg")
     assert image.status_code == 200 and image.mimetype == "image/jpeg"
     assert client.get("/jobs/dm-nothing/marked.jpg").status_code == 404
+
+
+def test_a_static_oauth_token_that_ends_shows_on_the_dashboard_and_readyz(
+        deskmark_env: dict[str, str], zendesk: SandboxZendesk, redis_url: str) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/12"
+    env = {k: v for k, v in deskmark_env.items() if not k.startswith("ZENDESK_CLIENT_")}
+    env.update({"REDIS_URL": url, "ZENDESK_OAUTH_TOKEN": "static-token-for-the-dashboard"})
+    settings = Settings.from_env(env, dotenv=None)
+    store = Store.from_url(url)
+    store.r.flushdb()
+    zendesk.oauth_token = "static-token-for-the-dashboard"
+    zendesk.oauth_token_expires_at = time.time() + 25 * 60
+    client = ZendeskClient(settings.helpdesk("zendesk"))
+    try:
+        # What the worker does every ten minutes (worker.tasks: the reaper's thread).
+        pipeline.record_credentials(pipeline.Runtime(settings=settings, store=store,
+                                                     helpdesks={"zendesk": client},
+                                                     marker=make_marker(settings)))
+    finally:
+        zendesk.oauth_token, zendesk.oauth_token_expires_at = None, None
+        client.close()
+    web = create_app(settings).test_client()
+    page = web.get("/").get_data(as_text=True)
+    assert "OAuth access token (ZENDESK_OAUTH_TOKEN): expires in" in page
+    assert "deskmark cannot renew it: create an OAuth client" in page
+    details = web.get("/readyz").get_json()
+    assert "expires in" in details["zendesk credential"] and "ZENDESK_CLIENT_ID" in details["zendesk credential"]
+    assert "static-token-for-the-dashboard" not in page + str(details)
+    store.r.flushdb()
+    store.r.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from worker.images import load, sniff
 
 
-@pytest.mark.parametrize("helpdesk", ["zendesk", "freshdesk"])
+@pytest.mark.parametrize("helpdesk", ["zendesk", "freshdesk", "helpscout"])
 def test_demo_exits_0_and_prints_a_marked_image_that_exists(helpdesk: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DESKMARK_"))}
     result = subprocess.run(
@@ -31,3 +32,48 @@ def test_demo_exits_0_and_prints_a_marked_image_that_exists(helpdesk: str, tmp_p
     assert "deskmark_annotated, warranty_review" in result.stdout
     assert "dashboard:" in result.stdout
     assert "Warning" not in result.stderr, result.stderr  # nothing to bury the demo's lines
+
+
+def children(pid: int) -> set[int]:
+    """Every process below `pid` (the worker and its pool, the embedded redis-server)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                found.add(int(entry.name))
+    return found | {grandchild for child in found for grandchild in children(child)}
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_demo_serve_stopped_with_sigterm_stops_its_worker_and_redis(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DESKMARK_"))}
+    demo = subprocess.Popen([sys.executable, "-m", "deskmark.cli", "demo", "--serve", "--out",
+                             str(tmp_path / "out")], env=env, cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert demo.stdout is not None
+    seen = []
+    for line in demo.stdout:  # until the demo says it is serving
+        seen.append(line)
+        if "serving; press Ctrl-C to stop" in line:
+            break
+    else:
+        raise AssertionError("".join(seen))
+    below = children(demo.pid)
+    names = {(Path("/proc") / str(p) / "comm").read_text().strip() for p in below}
+    assert "redis-server" in names and len(below) >= 2, names  # the worker and the Redis
+    demo.send_signal(signal.SIGTERM)
+    assert demo.wait(60) == 0
+    demo.stdout.close()
+    left = [p for p in below if alive(p)]
+    assert left == [], left

@@ -31,6 +31,12 @@ KEYS: list[tuple[str, int]] = [
     (r"dm:failures:\d{4}-\d\d-\d\d", 8 * DAY),
     (r"dm:limit:edit", 120),
     (r"dm:heartbeat:worker", 45),
+    # The OAuth client's access token, shared by every process: its own lifetime (the
+    # sandbox's, Zendesk's default: 30 minutes), and the renewal lock and a refusal, briefly.
+    (r"dm:token:[0-9a-f]{24}", 1800),
+    (r"dm:token:[0-9a-f]{24}:renewing", 30),
+    (r"dm:token:[0-9a-f]{24}:refused", 120),
+    (r"dm:credential:[a-z]+", DAY),  # what each helpdesk's credential is (the reaper's thread)
     # The re-used-photo index (worker.dupes): its lists end after DUPLICATE_DAYS with no addition.
     (r"dm:ph:[0-3]:[0-9a-f]{4}", DUPLICATE_DAYS * DAY),
     # Meant to live: indexes trimmed by age (or by their jobs ending), Prometheus counters.
@@ -84,6 +90,8 @@ def test_every_key_deskmark_writes_has_an_end_unless_it_is_meant_to_live(
             assert 0 < ttl <= most, f"{key} has TTL {ttl}, expected at most {most}"
         seen[pattern] = seen.get(pattern, 0) + 1
     expected = {p for p, _ in KEYS} - {r"dm:scan:.+", r"dm:lease:.+", r"dm:limit:edit",
+                                       r"dm:token:[0-9a-f]{24}:renewing", r"dm:token:[0-9a-f]{24}:refused",
+                                       r"dm:credential:[a-z]+",
                                        r"unacked(_index|_mutex)?", r"deskmark", r"dm:watch"}
     assert expected <= set(seen), f"not written in this run: {expected - set(seen)}"
 

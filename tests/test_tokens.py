@@ -15,6 +15,7 @@ import redis
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.errors import PermanentError
 from integrations.events import Credential
+from integrations.logs import Redactor
 from integrations.tokens import LEARNED, LocalTokenCache, RedisTokenCache, Token, TokenManager
 from integrations.zendesk.client import ZendeskClient
 from integrations.zendesk.settings import ZendeskSettings, api_token_end
@@ -76,6 +77,7 @@ def test_a_token_is_granted_once_and_renewed_only_when_due() -> None:
     clock.now += 0.5
     assert short.token() != first
     assert "token-1" in LEARNED  # the log redactor knows every token held
+    assert Redactor([]).clean("sent token-1 to Zendesk") == "sent [redacted] to Zendesk"
 
 
 def test_processes_sharing_redis_make_one_grant_and_one_renewal(shared: RedisTokenCache) -> None:

@@ -14,7 +14,7 @@ from integrations.errors import VendorError
 from integrations.events import Credential, NoteFile, SourcePhoto, Ticket
 from integrations.http import call, make_http_client
 from integrations.tokens import LocalTokenCache, OAuthBearer, TokenCache, TokenManager, cache_id, request_token
-from integrations.zendesk.settings import SCOPE, ZendeskSettings, api_token_end, api_token_warning
+from integrations.zendesk.settings import SCOPE, ZendeskSettings, api_token_end
 
 __all__ = ["ZendeskClient", "ZENDESK_ATTACHMENT_HOSTS"]
 
@@ -77,7 +77,8 @@ class ZendeskClient:
                               renewed=True)
         if kind == "api token":
             return Credential("API token (ZENDESK_API_TOKEN)", lives=api_token_end(),
-                              warning=api_token_warning())
+                              warning="create an OAuth client and set ZENDESK_CLIENT_ID and "
+                                      "ZENDESK_CLIENT_SECRET instead (integrations/zendesk/SETUP.md)")
         try:
             token = self._json("GET", "/api/v2/oauth/tokens/current.json").get("token") or {}
         except VendorError:
