@@ -76,7 +76,8 @@ def test_try_marks_the_demo_ticket_and_writes_nothing_to_it(
     assert result.returncode == 0, result.stdout + result.stderr
     folder = tmp_path / "out" / f"{key}-ticket-{ticket}"
     [photo] = list(folder.glob("photo-*-marked.jpg"))
-    assert Image.open(photo).format == "JPEG"
+    with Image.open(photo) as image:
+        assert image.format == "JPEG"
     [text] = list(folder.glob("photo-*-note.txt"))
     note = text.read_text()
     assert "deskmark marked the damage on IMG_4032.jpg" in note and "<p>" not in note
