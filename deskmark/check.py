@@ -119,8 +119,34 @@ def _slack(settings: Settings) -> Finding:
                                   f"{approvers}")
 
 
+def _signer(settings: Settings) -> Finding:
+    """Who signs the content credentials, and the fingerprint `deskmark verify --trust` takes
+    on a machine that is not the deployment."""
+    from worker import credentials
+    from worker.store import Store
+
+    if settings.c2pa_cert:
+        try:
+            chain = credentials.read_pem(settings.c2pa_cert, "DESKMARK_C2PA_CERT")
+            ca = credentials.issuer_pem(chain)
+        except ValueError as exc:
+            return Finding("credentials", False, f"{exc}: fix DESKMARK_C2PA_CERT")
+        return Finding("credentials", True, "signed with DESKMARK_C2PA_CERT; elsewhere: deskmark verify "
+                                            f"--trust {credentials.fingerprint(ca)}")
+    try:
+        signer = Store.from_url(settings.redis_url, timeout=3).signer_if_any()
+    except redis.RedisError:
+        return Finding("credentials", True, "a throwaway signer, kept in Redis (unreachable now)")
+    if signer is None:
+        return Finding("credentials", True, "a throwaway signer, made by the first worker that "
+                                            "signs a photo (run check again after that for its fingerprint)")
+    ca = credentials.issuer_pem(credentials.Keys.from_json(signer).chain_pem)
+    return Finding("credentials", True, "the deployment's throwaway signer; elsewhere: deskmark verify "
+                                        f"--trust {credentials.fingerprint(ca)}")
+
+
 CHECKS: list[Callable[[Settings], Finding]] = [
-    _redis, _openai, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack,
+    _redis, _openai, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack, _signer,
 ]
 
 

@@ -59,9 +59,30 @@ def cmd_try(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from deskmark.verify import run_verify
+    from deskmark.verify import deployment_trust, parse_trust, run_verify
 
-    return run_verify(args.images)
+    if args.trust:
+        try:
+            return run_verify(args.images, parse_trust(args.trust))
+        except ValueError as exc:
+            print(f"deskmark verify: {exc}", file=sys.stderr)
+            return 2
+    try:
+        settings = Settings.from_env()
+    except ConfigError:
+        settings = Settings()
+    signer = None
+    if not settings.c2pa_cert:
+        import redis
+
+        from worker.store import Store
+
+        try:
+            signer = Store.from_url(settings.redis_url, timeout=3).signer_if_any()
+        except redis.RedisError as exc:
+            print(f"deskmark verify: this deployment's signer is in Redis, which is unreachable "
+                  f"({exc}); without it, or --trust, no signature can be called ours", file=sys.stderr)
+    return run_verify(args.images, deployment_trust(settings.c2pa_cert, signer))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -180,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     trial.set_defaults(func=cmd_try)
 
     verify = sub.add_parser("verify", help="read and check the content credentials (C2PA) of "
-                                           "delivered photos; exit 1 if any has none or they fail")
+                                           "delivered photos; exit 1 if any has none, they fail, or "
+                                           "someone other than this deployment signed them")
     verify.add_argument("images", nargs="+", metavar="IMAGE")
+    verify.add_argument("--trust", metavar="CERT_FILE|SHA256",
+                        help="the signer to accept, on a machine that is not the deployment: its CA "
+                             "certificate (PEM) or that CA's SHA-256 fingerprint (deskmark check "
+                             "prints it); default: DESKMARK_C2PA_CERT, else the throwaway signer in Redis")
     verify.set_defaults(func=cmd_verify)
 
     replay = sub.add_parser("replay", help="re-run dead-lettered jobs (idempotently)")

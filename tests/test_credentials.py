@@ -29,9 +29,17 @@ def marked_jpeg() -> bytes:
     return out.getvalue()
 
 
-def verify(*paths: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deskmark.cli", "verify", *map(str, paths)],
+def verify(*paths: Path, trust: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`deskmark verify` on another machine than the deployment: the signer's CA given."""
+    return subprocess.run([sys.executable, "-m", "deskmark.cli", "verify", *map(str, paths),
+                           *(["--trust", str(trust)] if trust else [])],
                           capture_output=True, text=True, timeout=60)
+
+
+def ca_file(keys: credentials.Keys, tmp_path: Path) -> Path:
+    path = tmp_path / "deskmark-ca.pem"
+    path.write_text(credentials.issuer_pem(keys.chain_pem))
+    return path
 
 
 def change_pixels(jpeg: bytes) -> bytes:
@@ -56,10 +64,10 @@ def test_a_signed_photo_verifies_and_names_the_original_model_region_and_job(
     assert Image.open(io.BytesIO(signed)).size == (1536, 1152)
     photo = tmp_path / "IMG_0420-marked.jpg"
     photo.write_bytes(signed)
-    result = verify(photo)
+    result = verify(photo, trust=ca_file(keys, tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert f"{photo}: valid (self-signed" in out
+    assert f"{photo}: valid, signed by this deployment (--trust " in out
     assert f"original sha256  {hashlib.sha256(ORIGINAL).hexdigest()}" in out
     assert "marked by        gpt-image-2 (the model's strokes; source type compositeWithTrainedAlgorithmicMedia)" in out
     assert "region           'cracked lid' at x=600 y=300, 240×180 px" in out
@@ -73,14 +81,20 @@ def test_changed_pixels_or_no_credentials_exit_1(keys: credentials.Keys, tmp_pat
     good.write_bytes(signed)
     changed.write_bytes(change_pixels(signed))
     plain.write_bytes(ORIGINAL)
-    assert verify(good).returncode == 0
-    result = verify(changed)
+    trust = ca_file(keys, tmp_path)
+    assert verify(good, trust=trust).returncode == 0
+    result = verify(changed, trust=trust)
     assert result.returncode == 1
-    assert f"{changed}: INVALID content credentials" in result.stdout and "mismatch" in result.stdout
-    result = verify(plain, good)
+    assert f"{changed}: INVALID: the photo was changed after it was signed" in result.stdout
+    assert "mismatch" in result.stdout
+    result = verify(plain, good, trust=trust)
     assert result.returncode == 1 and f"{plain}: no content credentials" in result.stdout
     assert f"{good}: valid" in result.stdout  # the others are still reported
-    missing = verify(tmp_path / "nope.jpg")
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("hello")
+    result = verify(not_an_image, trust=trust)
+    assert result.returncode == 1 and "not an image" in result.stdout
+    missing = verify(tmp_path / "nope.jpg", trust=trust)
     assert missing.returncode == 1 and "cannot be read" in missing.stdout
 
 

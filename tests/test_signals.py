@@ -132,7 +132,9 @@ def test_the_same_photo_recompressed_on_another_customers_ticket_is_flagged_and_
                                             "deskmark_duplicate_photo"]
     review = review_message(slack, f"Zendesk ticket #{second}")
     sections = [b["text"]["text"] for b in review.blocks if b.get("type") == "section"]
-    assert any(said in text for text in sections)
+    # In Slack, where guests may read it, the earlier ticket without the other customer's id.
+    in_slack = f"the same photo was sent on Zendesk ticket #{first} on {today} by another customer"
+    assert any(in_slack in text for text in sections) and not any(str(CUSTOMER) in t for t in sections)
     assert [b["type"] for b in review.blocks][-1] == "actions"  # above the buttons
     page = httpx.get(f"{web.url}/", timeout=10).text
     row = page[page.index(f'data-job="{second_job}"'):]
@@ -179,3 +181,24 @@ def test_a_broken_duplicate_index_never_blocks_the_marking(
         assert "seen_before" not in store.job(job_id)["mark"]["signals"]
     finally:
         store.r.delete(*index_keys)  # an empty index for the tests after this one
+
+
+def test_customer_written_text_is_capped_and_slack_blocks_stay_within_slacks_limits() -> None:
+    from integrations.slack.notifier import Review, review_message, share_message
+
+    long_make = "Phone\x07Maker\u202e" + "X" * 5000
+    photo = camera_photo(make=long_make, model="Model\x1b[31m 9", seed=167)
+    found = read_signals(io.BytesIO(photo), "image/jpeg", time.time())
+    assert len(found["camera"]) <= 64 and "\x07" not in found["camera"] and "\u202e" not in found["camera"]
+    assert found["camera"].startswith("PhoneMaker")
+    forged: dict = {"generated_by": "Tool\x00" + "Y" * 3000, "source_type": "z" * 500,
+                    "camera": "C" * 4000, "credentials_unreadable": "\x1b" + "r" * 900}
+    line = checks_line(forged)  # a record written by an older deskmark, or tampered with
+    assert len(line) < 600 and "\x00" not in line and "\x1b" not in line
+    review = Review("dm-x", "zendesk", "1", "http://x/1", "a" * 5000 + ".jpg", b"\xff\xd8", "w" * 9000,
+                    "crack", "$0", checks="Checks: " + "c" * 9000)
+    text, blocks = review_message(review, buttons=True)
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
+    assert [b["type"] for b in blocks] == ["section", "section", "actions"]
+    title, comment = share_message(review)
+    assert len(title) <= 250 and len(comment) <= 3000

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from integrations.config import Settings
 from integrations.events import Credential
 from integrations.registry import HELPDESKS
 from webhooks import charts, guard
@@ -44,7 +45,25 @@ def index() -> str:
         latency_chart=charts.latency_chart(series),
         failures_chart=charts.failures_chart(series[-7:]), checks=checks_line,
         credentials=credentials(store, list(settings.helpdesks)),
+        signer=signer_fingerprint(store, settings),
     )
+
+
+def signer_fingerprint(store: Store, settings: Settings) -> str | None:
+    """The fingerprint of the CA content credentials chain to, for `deskmark verify --trust`."""
+    from worker import credentials as c2pa_credentials
+
+    try:
+        if settings.c2pa_cert:
+            chain = c2pa_credentials.read_pem(settings.c2pa_cert, "DESKMARK_C2PA_CERT")
+        else:
+            signer = store.signer_if_any()
+            if signer is None:
+                return None
+            chain = c2pa_credentials.Keys.from_json(signer).chain_pem
+        return c2pa_credentials.fingerprint(c2pa_credentials.issuer_pem(chain))
+    except ValueError:
+        return None
 
 
 def credentials(store: Store, vendors: list[str]) -> list[tuple[str, Credential]]:

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["Keys", "Provenance", "Summary", "sign", "read", "throwaway_keys", "keys_from_pem",
-           "ASSERTION", "AI_COMPOSITE", "AI_SOURCE_TYPES"]
+           "context", "fingerprint", "read_pem", "issuer_pem", "leaf_serial", "clean", "ASSERTION", "AI_COMPOSITE",
+           "AI_SOURCE_TYPES"]
 
 ASSERTION = "org.deskmark.mark"
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -76,7 +77,7 @@ class Keys:
         return cls(data["chain"].encode(), data["key"].encode(), throwaway=True)
 
 
-def _pem(value: str, what: str) -> bytes:
+def read_pem(value: str, what: str) -> bytes:
     """A PEM given as itself or as a file's path."""
     if "-----BEGIN" in value:
         return value.encode()
@@ -88,7 +89,7 @@ def _pem(value: str, what: str) -> bytes:
 
 def keys_from_pem(cert: str, key: str) -> Keys:
     """Keys from DESKMARK_C2PA_CERT / DESKMARK_C2PA_KEY (each the PEM or a path to it)."""
-    return Keys(_pem(cert, "DESKMARK_C2PA_CERT"), _pem(key, "DESKMARK_C2PA_KEY"), throwaway=False)
+    return Keys(read_pem(cert, "DESKMARK_C2PA_CERT"), read_pem(key, "DESKMARK_C2PA_KEY"), throwaway=False)
 
 
 def throwaway_keys(name: str = THROWAWAY_NAME) -> Keys:
@@ -135,13 +136,45 @@ def throwaway_keys(name: str = THROWAWAY_NAME) -> Keys:
                 throwaway=True)
 
 
-def _context(thumbnails: bool) -> c2pa.Context:
-    """No thumbnails by default: making them decodes the 12 MP original again, most of the
-    time a signature takes with them, and adds ~75 KB to each photo (bench/credentials.py);
-    the original's hash identifies it, and the delivered photo is its own preview."""
-    settings = c2pa.Settings()
-    settings.set("builder.thumbnail.enabled", "true" if thumbnails else "false")
-    return c2pa.Context(settings)
+def context(*, thumbnails: bool = False, anchors: str | None = None) -> c2pa.Context:
+    """The one c2pa context of every Reader and Builder (signing, the signals, the job page,
+    `deskmark verify`): **no network at all**. c2pa fetches a remote manifest named in a photo's
+    XMP (`dcterms:provenance`) and OCSP responses by default: a customer's photo could make the
+    worker send requests anywhere. `anchors` (PEM): the CA a signature must chain to, to be
+    "Trusted". No thumbnails: making them decodes the 12 MP original again, most of the time a
+    signature takes with them, and adds ~75 KB to each photo (bench/credentials.py); the
+    original's hash identifies it, and the delivered photo is its own preview."""
+    config: dict[str, Any] = {
+        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
+        "core": {"allowed_network_hosts": [], "decode_identity_assertions": False},
+        "builder": {"thumbnail": {"enabled": thumbnails}},
+    }
+    if anchors:
+        config["trust"] = {"user_anchors": anchors}
+    return c2pa.Context.from_dict(config)
+
+
+def fingerprint(pem: str | bytes) -> str:
+    """SHA-256 of a certificate (the first in `pem`), as `deskmark verify --trust` takes it."""
+    cert = x509.load_pem_x509_certificates(pem.encode() if isinstance(pem, str) else pem)[0]
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def issuer_pem(chain_pem: bytes) -> str:
+    """The certificate a chain's signatures go back to (its last), as PEM: the anchor."""
+    last = x509.load_pem_x509_certificates(chain_pem)[-1]
+    return last.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def leaf_serial(chain_pem: bytes) -> str:
+    return str(x509.load_pem_x509_certificates(chain_pem)[0].serial_number)
+
+
+def clean(text: object, limit: int = 200) -> str:
+    """Text from a manifest someone else wrote, fit to print: control characters dropped,
+    at most `limit` characters."""
+    kept = "".join(ch for ch in str(text) if ch.isprintable())
+    return kept if len(kept) <= limit else kept[:limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -172,7 +205,7 @@ def sign(image: bytes, original: IO[bytes], original_type: str, facts: Provenanc
         edited["softwareAgent"] = {"name": "deskmark", "version": _version()}
     manifest = {
         "claim_generator_info": [{"name": "deskmark", "version": _version()}],
-        "title": facts.filename, "format": "image/jpeg",
+        "title": clean(facts.filename), "format": "image/jpeg",
         "assertions": [
             {"label": "c2pa.actions", "data": {"actions": [
                 {"action": "c2pa.opened", "parameters": {"ingredientIds": ["original"]}},
@@ -180,16 +213,22 @@ def sign(image: bytes, original: IO[bytes], original_type: str, facts: Provenanc
             {"label": ASSERTION, "data": {
                 "job_id": facts.job_id, "helpdesk": facts.vendor, "ticket_id": facts.ticket_id,
                 "original_sha256": digest.hexdigest(), "model": facts.model or "deskmark",
-                "regions": facts.regions, "deskmark_version": _version()}},
+                "regions": facts.regions, "deskmark_version": _version(),
+                # The CA the signature chains to, so that `deskmark verify --trust SHA256`
+                # elsewhere can check it by fingerprint (a forger's own CA has another).
+                "signer_ca": issuer_pem(keys.chain_pem)}},
         ],
     }
-    ingredient = {"title": facts.filename, "relationship": "parentOf", "label": "original"}
+    # The ingredient is described, not read: handing c2pa the customer's file would parse the
+    # customer's own manifest in this process and embed their manifest store (their GPS, their
+    # name, their XMP ids) in the delivered photo. Its hash, format and title are what count.
+    manifest["ingredients"] = [{"title": clean(facts.filename), "format": original_type,
+                                "relationship": "parentOf", "label": "original",
+                                "description": f"the customer's original, sha256:{digest.hexdigest()}"}]
     out = io.BytesIO()
-    with c2pa.Builder(json.dumps(manifest), _context(thumbnails)) as builder:
-        original.seek(0)
-        builder.add_ingredient(json.dumps(ingredient), original_type, original)
-        with keys.signer() as signer:
-            builder.sign(signer, "image/jpeg", io.BytesIO(image), out)
+    with c2pa.Builder(json.dumps(manifest), context(thumbnails=thumbnails)) as builder, \
+            keys.signer() as signer:
+        builder.sign(signer, "image/jpeg", io.BytesIO(image), out)
     original.seek(0, os.SEEK_END)
     return out.getvalue()
 
@@ -210,26 +249,47 @@ class Summary:
     ticket_id: str | None
     ai_source: str | None  # the IPTC source type an action declares, if any
     agent: str | None  # the software agent of that action
+    signer_serial: str = ""  # the signing certificate's serial number
+    signer_ca: str = ""  # the CA deskmark's assertion names (PEM), if it is deskmark's
+    unreadable: str = ""  # why the manifest could not be read, when it could not
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-def read(data: bytes | IO[bytes], content_type: str = "image/jpeg") -> Summary | None:
+def read(data: bytes | IO[bytes], content_type: str = "image/jpeg",
+         anchors: str | None = None) -> Summary | None:
     """The photo's content credentials (from its bytes, or a file read from where it stands),
-    summed up; None when it carries none."""
+    summed up; None when it carries none. With `anchors`, `trusted` says whether the signature
+    chains to them. Only for photos deskmark made: a manifest someone else wrote is read
+    through worker.manifests, in a process of its own."""
     try:
-        with c2pa.Reader(content_type, io.BytesIO(data) if isinstance(data, bytes) else data) as reader:
+        with c2pa.Reader(content_type, io.BytesIO(data) if isinstance(data, bytes) else data,
+                         context=context(anchors=anchors)) as reader:
             store = json.loads(reader.json())
     except c2pa.C2paError.ManifestNotFound:
         return None
     except c2pa.C2paError as exc:
-        return Summary(False, [str(exc)], "", False, None, None, [], None, None, None, None, None)
+        return Summary(False, [clean(exc)], "", False, None, None, [], None, None, None, None, None)
     active = store.get("manifests", {}).get(store.get("active_manifest") or "")
-    if active is None:
-        return None
     statuses = store.get("validation_status") or []
-    problems = [f"{s.get('code')}: {s.get('explanation', '')}" for s in statuses
+    if active is None:
+        # A manifest store whose active manifest could not be decoded (malformed, or bigger
+        # than the reading process may allocate: worker.manifests): there, but unreadable.
+        codes = [clean(s.get("code"), 60) for s in statuses if s.get("code") != UNTRUSTED]
+        if not store.get("active_manifest") or not codes:
+            return None
+        return Summary(False, codes[:10], "", False, None, None, [], None, None, None, None, None,
+                       unreadable=f"malformed ({codes[0]})")
+    problems = [clean(f"{s.get('code')}: {s.get('explanation', '')}") for s in statuses
                 if s.get("code") != UNTRUSTED]
     state = store.get("validation_state")
     valid = not problems and state in ("Valid", "Trusted", None)
+    trusted = (state == "Trusted") if anchors else not any(s.get("code") == UNTRUSTED for s in statuses)
     ours: dict[str, Any] = {}
     ai_source = agent = None
     for assertion in active.get("assertions", []):
@@ -247,7 +307,16 @@ def read(data: bytes | IO[bytes], content_type: str = "image/jpeg") -> Summary |
         generator = (active.get("claim_generator_info") or [{}])[0]
         agent = generator.get("name") if ai_source else None
     info = active.get("signature_info") or {}
-    signer = f"{info.get('common_name', '?')} (issued by {info.get('issuer', '?')})"
-    return Summary(valid, problems, signer, not any(s.get("code") == UNTRUSTED for s in statuses),
-                   ours.get("original_sha256"), ours.get("model"), ours.get("regions") or [],
-                   ours.get("job_id"), ours.get("helpdesk"), ours.get("ticket_id"), ai_source, agent)
+    signer = clean(f"{info.get('common_name', '?')} (issued by {info.get('issuer', '?')})")
+
+    def text(value: object) -> str | None:
+        return clean(value) if value is not None else None
+
+    regions = [{k: clean(v, 80) if isinstance(v, str) else v for k, v in r.items()}
+               for r in ours.get("regions") or [] if isinstance(r, dict)][:20]
+    ca = ours.get("signer_ca")
+    return Summary(valid, problems[:10], signer, trusted, text(ours.get("original_sha256")),
+                   text(ours.get("model")), regions, text(ours.get("job_id")), text(ours.get("helpdesk")),
+                   text(ours.get("ticket_id")), text(ai_source), text(agent),
+                   clean(info.get("cert_serial_number", ""), 100),
+                   ca if isinstance(ca, str) and len(ca) < 8192 else "")

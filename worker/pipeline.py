@@ -23,7 +23,7 @@ from integrations.events import Credential, Helpdesk, NoteFile, SourcePhoto, Tic
 from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
-from worker import credentials, dupes, images, signals
+from worker import credentials, dupes, images, manifests, signals
 from worker.jobs import Job
 from worker.marking import Marked, Marker, Reused
 from worker.notes import (
@@ -46,7 +46,7 @@ __all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "deci
 log = logging.getLogger("deskmark.pipeline")
 
 ESCALATION_TAGS = ["deskmark_annotated", "warranty_review"]
-C2PA_COPIES = 3  # the customer's file, as c2pa holds it while signing or reading (_c2pa_cost)
+C2PA_COPIES = 3  # the delivered photo, as c2pa holds it while signing (_c2pa_cost)
 # How long a job that is making a paid result holds it for others to wait on (it refreshes the
 # claim on every attempt; a failed maker's claim is taken over at once).
 CLAIM_SECONDS = 600
@@ -273,21 +273,23 @@ def deliverable(result: Marked, source: BinaryIO, job: Job, record: JobRecord, r
     signals (`index`: the photo also goes into the re-used-photo index; `deskmark try` looks
     only)."""
     kind = images.mime_type(source) or "application/octet-stream"
-    with rt.marker.memory.admit(_c2pa_cost(source, rt)):
+    with rt.marker.memory.admit(_c2pa_cost(source, result.image, rt)):
         marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
         mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt, index)
     return marked, mark
 
 
-def _c2pa_cost(original: BinaryIO, rt: Runtime) -> int:
-    """What signing and reading content credentials hold: c2pa takes the customer's whole file
-    and keeps it about two and a half times over (a 37 MB JPEG: +90 MB), so it counts against
-    the image memory like a decode (bench/memory.py); a file too large for the budget takes all
-    of it, in turn, rather than failing a photo whose edit is paid for."""
+def _c2pa_cost(original: BinaryIO, image: bytes, rt: Runtime) -> int:
+    """What signing and reading content credentials hold: c2pa keeps the photo it signs about
+    two and a half times over, and a customer's own manifest is read in a process of its own
+    that holds its file about three times over (worker.manifests; only when the file shows a
+    manifest at all). It counts against the image memory like a decode (bench/memory.py); more
+    than the whole budget takes all of it, in turn, rather than failing a paid-for photo."""
     original.seek(0, os.SEEK_END)
     size = original.tell()
     original.seek(0)
-    return min(C2PA_COPIES * size, rt.marker.memory.limit)
+    reading = manifests.memory_cost(size) if manifests.may_carry_manifest(original) else 0
+    return min(C2PA_COPIES * len(image) + reading, rt.marker.memory.limit)
 
 
 def _claim_signals(original: BinaryIO, kind: str, preview: bytes, job: Job, record: JobRecord,
@@ -372,7 +374,7 @@ def review_for(job_id: str, photo: SourcePhoto, vendor: str, ticket: Ticket, mar
         customer_words=words if len(words) <= 280 else words[:279] + "…",
         what=what_was_marked(mark),
         cost=money(mark.get("cost_usd")),
-        checks=signals.checks_line(mark["signals"]) if "signals" in mark else "",
+        checks=signals.checks_line(mark["signals"], shared=True) if "signals" in mark else "",
         vendor_title=spec.title if spec else "",
     )
 

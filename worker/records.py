@@ -42,6 +42,7 @@ class Signals(TypedDict, total=False):
     taken: str  # ISO time the camera recorded, as written (no zone)
     taken_days_before: float  # how long before deskmark received it
     seen_before: SeenBefore  # a near-duplicate was sent on another ticket
+    credentials_unreadable: str  # why its content credentials could not be read ("too large")
 
 
 class Mark(TypedDict, total=False):

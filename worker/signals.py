@@ -19,8 +19,8 @@ from typing import IO, TYPE_CHECKING
 
 from worker.records import SeenBefore, Signals
 
-__all__ = ["Signals", "read_signals", "seen_before", "signal_tags", "checks_line", "AI_TAG",
-           "DUPLICATE_TAG"]
+__all__ = ["Signals", "read_signals", "seen_before", "signal_tags", "checks_line", "customer_text",
+           "AI_TAG", "DUPLICATE_TAG"]
 
 if TYPE_CHECKING:
     from worker.dupes import DupeIndex
@@ -32,23 +32,37 @@ DUPLICATE_TAG = "deskmark_duplicate_photo"
 _MAKE, _MODEL, _EXIF_IFD, _TAKEN, _TAKEN_FALLBACK = 0x010F, 0x0110, 0x8769, 0x9003, 0x0132
 
 
+CUSTOMER_TEXT = 64  # characters of any customer-written string a Checks line carries
+
+
+def customer_text(text: object, limit: int = CUSTOMER_TEXT) -> str:
+    """A string the customer's file wrote (a camera's make, a tool's name), fit for a Checks
+    line: control and formatting characters dropped, white space folded, at most `limit`."""
+    kept = " ".join("".join(ch for ch in str(text) if ch.isprintable() or ch.isspace()).split())
+    return kept if len(kept) <= limit else kept[:limit - 1] + "…"
+
+
 def read_signals(original: IO[bytes], content_type: str, received: float) -> Signals:
     """The signals of the customer's file; `received` is when its job was created (epoch)."""
     # Here, not at the top: the web app shows `checks_line` without loading c2pa and Pillow.
     from PIL import Image, UnidentifiedImageError
 
-    from worker import credentials
+    from worker import manifests
 
     found: Signals = {}
     try:
-        original.seek(0)
-        summary = credentials.read(original, content_type)  # the file, not a copy in memory
+        # In a process of its own, under a memory ceiling and a time limit (worker.manifests).
+        summary = manifests.read_untrusted(original, content_type)
     except Exception as exc:  # noqa: BLE001 - a signal, never a failure of the job
         log.info("content credentials of the customer's photo unreadable: %s", exc)
-        summary = None
-    if summary is not None and summary.ai_source:
-        found["generated_by"] = summary.agent or "an unnamed generative tool"
-        found["source_type"] = summary.ai_source.rsplit("/", 1)[-1]
+        summary = manifests.Unreadable("unreadable")
+    if isinstance(summary, manifests.Unreadable) or (summary is not None and summary.unreadable):
+        reason = summary.reason if isinstance(summary, manifests.Unreadable) else summary.unreadable
+        log.info("content credentials of the customer's photo could not be read: %s", reason)
+        found["credentials_unreadable"] = customer_text(reason)
+    elif summary is not None and summary.ai_source:
+        found["generated_by"] = customer_text(summary.agent or "an unnamed generative tool")
+        found["source_type"] = customer_text(summary.ai_source.rsplit("/", 1)[-1])
     try:
         original.seek(0)
         with Image.open(original) as image:
@@ -63,7 +77,7 @@ def read_signals(original: IO[bytes], content_type: str, received: float) -> Sig
     finally:
         original.seek(0)
     if camera:
-        found["camera"] = camera
+        found["camera"] = customer_text(camera)
     try:
         when = datetime.datetime.strptime(taken.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
     except ValueError:
@@ -112,22 +126,25 @@ def signal_tags(signals: Signals) -> list[str]:
         [DUPLICATE_TAG] if signals.get("seen_before") else [])
 
 
-def checks_line(signals: Signals) -> str:
-    """One plain-text line for the note, Slack and the dashboard."""
+def checks_line(signals: Signals, shared: bool = False) -> str:
+    """One plain-text line for the note, Slack and the dashboard. `shared`: for Slack, where
+    guests may read it: another customer's requester id is left out (the note keeps it)."""
     parts: list[str] = []
+    if signals.get("credentials_unreadable"):
+        parts.append(f"its content credentials could not be read ({customer_text(signals['credentials_unreadable'])})")
     if signals.get("generated_by"):
-        parts.append(f"the photo's own content credentials say {signals['generated_by']} generated it "
-                     f"({signals.get('source_type')})")
+        parts.append(f"the photo's own content credentials say {customer_text(signals['generated_by'])} "
+                     f"generated it ({customer_text(signals.get('source_type') or '')})")
     seen = signals.get("seen_before")
     if seen:
         who = ("the same customer" if seen["same_requester"] else
-               f"another customer (requester {seen['requester']})" if seen["requester"] else
+               f"another customer (requester {seen['requester']})" if seen["requester"] and not shared else
                "another customer")
         more = f", and on {seen['more']} more ticket{'s' if seen['more'] > 1 else ''}" if seen["more"] else ""
         parts.append(f"the same photo was sent on {_title(seen['vendor'])} ticket "
                      f"#{seen['ticket_id']} on {seen['date']} by {who}{more}")
     if signals.get("camera"):
-        parts.append(f"camera {signals['camera']}")
+        parts.append(f"camera {customer_text(signals['camera'])}")
     if "taken_days_before" in signals:
         days = signals["taken_days_before"]
         parts.append(f"taken {days:g} days before deskmark received it" if days >= 1 else

@@ -368,6 +368,11 @@ class Store:
             found = self.r.get("dm:c2pa:signer")
         return _text(found)
 
+    def signer_if_any(self) -> str | None:
+        """The throwaway signer, if a worker has made one (nothing is made here)."""
+        found = self.r.get("dm:c2pa:signer")
+        return _text(found) if found is not None else None
+
     def save_marked(self, job_id: str, image: bytes, meta: Mark) -> None:
         pipe = self.r.pipeline()
         pipe.set(f"dm:job:{job_id}:marked", image, ex=self.retention)

@@ -198,3 +198,64 @@ def scene(seed: int, width: int = 1600, height: int = 1200) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=88)
     return out.getvalue()
+
+
+def _signed_by_someone(image: bytes, assertions: list[dict[str, Any]], tool: str = "CameraApp") -> bytes:
+    """`image` with content credentials another tool wrote (its own throwaway signer)."""
+    import json
+
+    import c2pa
+
+    from worker.credentials import IPTC, context, throwaway_keys
+
+    manifest = {"claim_generator_info": [{"name": tool}], "title": "IMG_0001.jpg",
+                "format": "image/jpeg", "assertions": [
+                    {"label": "c2pa.actions", "data": {"actions": [
+                        {"action": "c2pa.created", "digitalSourceType": IPTC + "digitalCapture"}]}},
+                    *assertions]}
+    out = io.BytesIO()
+    with c2pa.Builder(json.dumps(manifest), context()) as builder, \
+            throwaway_keys(name=f"{tool} signer").signer() as signer:
+        builder.sign(signer, "image/jpeg", io.BytesIO(image), out)
+    return out.getvalue()
+
+
+def inflated_manifest_photo(seed: int = 7) -> bytes:
+    """A 9 KB signed JPEG one of whose manifest's CBOR headers declares a 5 GiB text string
+    (the same file size: a one-byte header and eight bytes of its string become a nine-byte
+    header). Read in-process, c2pa allocated what it declares: 5.3 GB of RSS and 17 s."""
+    import struct
+
+    signed = _signed_by_someone(damaged_product(200, 150, seed=seed),
+                                [{"label": "org.example.note", "data": {"note": "abcdefgh"}}])
+    at = signed.index(b"\x68abcdefgh")  # CBOR: a text string of 8 bytes
+    return signed[:at] + b"\x7b" + struct.pack(">Q", 5 * 2**30) + signed[at + 9:]
+
+
+def _with_app1(jpeg: bytes, payload: bytes) -> bytes:
+    """`jpeg` with one more APP1 segment (XMP) right after its start of image."""
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def remote_manifest_photo(url: str, seed: int = 7) -> bytes:
+    """A JPEG whose XMP names a remote manifest (`dcterms:provenance`), which c2pa fetches by
+    default: a request to anywhere, sent by whoever reads the photo."""
+    xmp = (b"http://ns.adobe.com/xap/1.0/\x00"
+           b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+           b'22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dcterms="http://purl.org/dc/'
+           b'terms/" dcterms:provenance="' + url.encode() + b'"/></rdf:RDF></x:xmpmeta>')
+    return _with_app1(damaged_product(seed=seed), xmp)
+
+
+def located_owner_photo(latitude: str, longitude: str, owner: str, seed: int = 7) -> bytes:
+    """A damage photo whose own content credentials carry where it was taken (`stds.exif` GPS)
+    and who owns it (a CreativeWork author with an address), as camera apps write them."""
+    return _signed_by_someone(damaged_product(seed=seed), [
+        {"label": "stds.exif", "data": {
+            "@context": {"exif": "http://ns.adobe.com/exif/1.0/"},
+            "exif:GPSLatitude": latitude, "exif:GPSLongitude": longitude}},
+        {"label": "stds.schema-org.CreativeWork", "data": {
+            "@context": "https://schema.org", "@type": "CreativeWork",
+            "author": [{"@type": "Person", "name": owner}]}},
+    ])

@@ -127,6 +127,15 @@ class Review:
         return self.vendor_title or self.vendor.capitalize()
 
 
+SECTION_LIMIT = 3000  # characters of a section block's text (Slack refuses more: invalid_blocks)
+TITLE_LIMIT = 250
+
+
+def fit(text: str, limit: int = SECTION_LIMIT) -> str:
+    """`text` cut to Slack's limit (a review is truncated, never refused)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def share_message(review: Review) -> tuple[str, str]:
     """The marked photo's share in the channel: (the file's title, the comment under it)."""
     lines = [f"*{mrkdwn_escape(review.helpdesk)} ticket #{mrkdwn_escape(review.ticket_id)}* — "
@@ -134,7 +143,8 @@ def share_message(review: Review) -> tuple[str, str]:
              f"Marked: {mrkdwn_escape(review.what)} · {mrkdwn_escape(review.cost)}"]
     if review.customer_words:
         lines.append(f"> {mrkdwn_escape(review.customer_words)}")
-    return mrkdwn_escape(f"Ticket #{review.ticket_id}: {review.filename}"), "\n".join(lines)
+    return (fit(mrkdwn_escape(f"Ticket #{review.ticket_id}: {review.filename}"), TITLE_LIMIT),
+            fit("\n".join(lines)))
 
 
 def review_message(review: Review, buttons: bool) -> tuple[str, list[dict[str, Any]]]:
@@ -143,14 +153,14 @@ def review_message(review: Review, buttons: bool) -> tuple[str, list[dict[str, A
     heading = "Warranty review" if buttons else "For warranty review (decide on the ticket)"
     text = f"{heading} for {review.helpdesk} ticket #{review.ticket_id}"
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": (
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit(
             f"*{heading}* — {mrkdwn_escape(review.helpdesk)} ticket "
             f"<{link_target(review.ticket_url)}|#{mrkdwn_escape(review.ticket_id)}>, photo "
-            f"`{mrkdwn_escape(review.filename)}` (job `{review.job_id}`)")}},
+            f"`{mrkdwn_escape(review.filename[:200])}` (job `{review.job_id}`)")}},
     ]
     if review.checks:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": mrkdwn_escape(review.checks)}})
+                                                   "text": fit(mrkdwn_escape(review.checks))}})
     if buttons:
         blocks.append({"type": "actions", "block_id": "warranty_review", "elements": [
             {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
