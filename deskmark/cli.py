@@ -216,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(func=cmd_replay)
 
     web = sub.add_parser("web", help="serve the webhook app under gunicorn")
-    web.add_argument("--host", default="0.0.0.0")
+    # Loopback unless asked: bare gunicorn is not for the internet (slow clients hold its
+    # threads); docker-compose passes --host 0.0.0.0 behind its Caddy.
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: 127.0.0.1; put a proxy in front before 0.0.0.0)")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--workers", type=int, default=web_workers(),
                      help="gunicorn worker processes (default: 2 per CPU, at most 8)")

@@ -22,13 +22,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
 from integrations.errors import PermanentError, RetryableError, UnsafeURL, UnusablePhoto
 
-__all__ = ["DownloadPolicy", "fetch"]
+__all__ = ["DownloadPolicy", "fetch", "plain_path"]
 
 MAX_REDIRECTS = 5
 DEFAULT_MAX_BYTES = 40 * 1024 * 1024
@@ -54,6 +54,7 @@ class DownloadPolicy:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UnsafeURL(f"not an http(s) URL: {url[:200]}")
+        plain_path(parts.path)  # what is matched below is what will be sent
         host = parts.hostname.lower()
         netloc = f"{host}:{parts.port}" if parts.port else host
         origin = f"{parts.scheme}://{netloc}"
@@ -69,11 +70,23 @@ class DownloadPolicy:
         return False, (None if explicit else _public_address(host))
 
 
+def plain_path(path: str) -> str:
+    """`path` when it means what it says; else UnsafeURL. A `.` or `..` segment (also spelt
+    %2e) or a backslash would be resolved by the client or the server after the path was
+    matched: `/cdn.freshdesk.com/../other-bucket/x.jpg` is sent as `/other-bucket/x.jpg`."""
+    for segment in path.split("/"):
+        if unquote(segment) in (".", "..") or "\\" in unquote(segment) or "%2f" in segment.lower():
+            raise UnsafeURL(f"the path {path[:120]!r} has a dot segment, a backslash or an encoded "
+                            "slash: refused")
+    return path
+
+
 def _matches(host: str, netloc: str, path: str, patterns: tuple[str, ...]) -> bool:
     for pattern in patterns:
         pattern, _, prefix = pattern.lower().partition("/")
-        if prefix and not path.lower().startswith(f"/{prefix}"):
-            continue  # a bucket on a shared host: only that bucket's paths
+        # A bucket on a shared host: only that bucket's paths, on a segment boundary.
+        if prefix and not path.lower().startswith(f"/{prefix.rstrip('/')}/"):
+            continue
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]):
                 return True

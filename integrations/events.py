@@ -75,13 +75,31 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
 
 
+def _text_everywhere(value: Any) -> None:
+    """Raise UnicodeEncodeError where a string is not text: a lone UTF-16 surrogate, which
+    JSON's escapes can spell (`"\\ud800"`) and nothing can encode."""
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _text_everywhere(key)
+            _text_everywhere(item)
+    elif isinstance(value, list):
+        for item in value:
+            _text_everywhere(item)
+
+
 def load_json(body: bytes | str, what: str = "body") -> Any:
     """Parse JSON from a webhook, or raise Malformed (answered 400): not only for bad syntax,
-    but for nesting deep enough to exhaust the parser and integers too long to convert, which
-    would otherwise escape as 500s."""
+    but for nesting deep enough to exhaust the parser, integers too long to convert, and
+    strings that are not text (a lone surrogate), which would otherwise escape as 500s."""
     try:
-        return json.loads(body, parse_constant=_not_json)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        found = json.loads(body, parse_constant=_not_json)
+        raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+        if b"\\ud" in raw or b"\\uD" in raw:  # only a \\u escape can make a surrogate
+            _text_everywhere(found)
+        return found
+    except (UnicodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise Malformed(f"{what} is not JSON deskmark accepts: {str(exc)[:120]}") from exc
 
 

@@ -313,3 +313,23 @@ def test_freshdesks_own_bucket_is_allowed(monkeypatch: pytest.MonkeyPatch) -> No
                 "https://cdn.freshdesk.com.s3.amazonaws.com/data/helpdesk/attachments/production/1/a.jpg",
                 "https://attachment.freshdesk.com/inline/attachment?token=abc"):
         assert rule.vet(url) == (False, "52.216.0.1")
+
+
+@pytest.mark.parametrize("url", [
+    "https://s3.amazonaws.com/cdn.freshdesk.com/../other-bucket/x.jpg",  # sent as /other-bucket/x.jpg
+    "https://s3.amazonaws.com/cdn.freshdesk.com/%2e%2e/other-bucket/x.jpg",
+    "https://s3.amazonaws.com/cdn.freshdesk.com/%2E./other-bucket/x.jpg",
+    "https://s3.amazonaws.com/cdn.freshdesk.com/./x.jpg",
+    "https://s3.amazonaws.com/cdn.freshdesk.com%2F..%2Fother-bucket/x.jpg",
+    "https://s3.amazonaws.com/cdn.freshdesk.com/..%5Cother-bucket/x.jpg",
+])
+def test_dot_segments_and_encoded_slashes_are_refused_before_matching(url: str) -> None:
+    from integrations.freshdesk.client import FRESHDESK_ATTACHMENT_HOSTS
+
+    rule = DownloadPolicy(vendor="freshdesk", vendor_origin="https://acme.freshdesk.com",
+                          known_hosts=FRESHDESK_ATTACHMENT_HOSTS)
+    with pytest.raises(UnsafeURL, match="dot segment, a backslash or an encoded slash"):
+        rule.vet(url)
+    # The bucket prefix matches on a segment boundary: "cdn.freshdesk.comX" is not it.
+    with pytest.raises(UnsafeURL):
+        rule.vet("https://s3.amazonaws.com/cdn.freshdesk.comX/a.jpg")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -23,7 +24,8 @@ DAY = 86400
 @pytest.fixture
 def index(redis_url: str) -> Iterator[DupeIndex]:
     client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/8")
-    yield DupeIndex(client, prefix=f"test:{uuid.uuid4().hex[:8]}")
+    prefix = f"test:{uuid.uuid4().hex[:8]}"
+    yield DupeIndex(client, prefix=prefix, indexed_in=prefix + ":job:{}")
     client.close()
 
 
@@ -115,3 +117,35 @@ def test_the_sandboxs_product_photos_are_different_pictures_for_different_seeds(
     hashes = [hash_of(damaged_product(800, 600, seed=seed)) for seed in range(120)]
     assert min(distance(a, b) for n, a in enumerate(hashes) for b in hashes[n + 1:]) > MATCH_BITS
     assert distance(hash_of(damaged_product(1600, 1200, seed=5)), hashes[5]) <= 2  # a seed: one picture
+
+
+def test_a_hot_bucket_is_capped_and_its_lookups_bounded(redis_url: str) -> None:
+    """200k photos sharing one band value (the same picture sent over and over): an add does
+    not scan, the bucket keeps the newest BUCKET_CAP, and a lookup answers MAX_MATCHES."""
+    from worker.dupes import BUCKET_CAP, MAX_MATCHES, plain
+
+    client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/13")
+    client.flushdb()
+    index = DupeIndex(client)
+    base = 0x5A5A_1234_5678_9ABC
+    pipe = client.pipeline(transaction=False)
+    for n in range(200_000):  # band 0 (the top 16 bits) the same for all; the others vary
+        index.add(f"dm-hot-{n}", base ^ (n * 0x9E37_79B9) & 0xFFFF_FFFF_FFFF, "zendesk", str(n), "r",
+                  pipe=pipe)
+        if n % 5000 == 4999:
+            pipe.execute()
+            pipe = client.pipeline(transaction=False)
+    pipe.execute()
+    hot = f"dm:ph:0:{base >> 48:04x}"
+    assert client.llen(hot) == 200_000  # as a bulk load left it
+    started = time.perf_counter()
+    assert index.add("dm-hot-new", base, "zendesk", "999999", "r")
+    assert time.perf_counter() - started < 0.1  # was 298 ms: it scanned the bucket
+    assert client.llen(hot) == BUCKET_CAP
+    assert not index.add("dm-hot-new", base, "zendesk", "999999", "r")  # once, without a scan
+    started = time.perf_counter()
+    found = index.find(base ^ 1)
+    assert time.perf_counter() - started < 0.5  # was 3.2 s, with 200k matches
+    assert 1 <= len(found) <= MAX_MATCHES and found[0].photo_id == "dm-hot-new"
+    assert plain(0) and plain(2**64 - 1) and index.find(0) == []  # a flat image matches nothing
+    client.flushdb()

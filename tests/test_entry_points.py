@@ -84,3 +84,39 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def listening_on(port: int) -> list[str]:
+    """The local addresses (hex, as /proc/net/tcp writes them) listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.rpartition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.append(address)
+    return found
+
+
+def test_deskmark_web_listens_on_loopback_unless_told(deskmark_env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **deskmark_env, "REDIS_URL": deskmark_env["REDIS_URL"][:-2] + "/4"}
+    process = subprocess.Popen([sys.executable, "-m", "deskmark.cli", "web", "--port", str(port),
+                                "--workers", "1"], env=env, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: listening_on(port), timeout=30)
+        assert listening_on(port) == ["0100007F"]  # 127.0.0.1, not 0.0.0.0 (00000000)
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
+                 timeout=30)  # booted: a SIGTERM now is a clean stop
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -219,3 +219,26 @@ def test_check_signs_in_to_gorgias(deskmark_env: dict[str, str], tmp_path: Path)
     assert f"signed in as user {SandboxGorgias.AGENT_ID}" in result.stdout
     bad = check({**deskmark_env, "GORGIAS_API_KEY": "nope"}, tmp_path)
     assert bad.returncode == 1 and "check GORGIAS_EMAIL / GORGIAS_API_KEY" in bad.stdout
+
+
+@pytest.mark.parametrize("path", ["/../../api/tickets/1", "/a1b2c3/..", "/a1b2c3/%2e%2e/api/users",
+                                  "/a1b2c3/x/y/../../../api/account", "/a1b2c3"])
+def test_the_private_file_fallback_never_builds_another_api_path(gorgias: SandboxGorgias, path: str,
+                                                                 redis_url: str) -> None:
+    from integrations.config import Settings
+    from integrations.errors import UnsafeURL
+    from integrations.events import SourcePhoto
+    from integrations.gorgias.client import GorgiasClient
+
+    settings = Settings.from_env({"REDIS_URL": redis_url, **gorgias.environment(GORGIAS_SECRET),
+                                  "DESKMARK_ATTACHMENT_HOSTS": gorgias.files_host}, dotenv=None)
+    client = GorgiasClient(settings.helpdesk("gorgias"), settings.attachment_hosts)
+    before = len(gorgias.requests)
+    photo = SourcePhoto("1-0", "x.jpg", "image/jpeg", f"http://{gorgias.files_host}{path}")
+    try:
+        with pytest.raises(UnsafeURL):
+            client.download("1", photo)
+    finally:
+        client.close()
+    assert [r for r in gorgias.requests[before:] if r["path"].startswith("/api/") and
+            not r["path"].startswith("/api/attachment/download/")] == []

@@ -319,3 +319,15 @@ def test_every_fixture_parses_or_is_declared_unsupported(path: Path) -> None:
              "ticket.comment_added": "comment_added", "ticket.created": "ticket_created",
              "trigger": "trigger"}
     assert event.kind == kinds[path.stem.split("__")[0]]
+
+
+def test_ids_that_are_not_text_are_400_not_500(client: FlaskClient, queue: redis.Redis) -> None:
+    before = queue.llen(QUEUE)
+    for body in (b'{"type": "zen:event-type:ticket.created", "id": "\\ud800", "detail": {"id": "5"}}',
+                 b'{"ticket_id": "5", "actor_id": "\\udfff"}',
+                 b'{"ticket_id": "5", "\\ud800": 1}'):
+        answer = client.post("/webhooks/zendesk", data=body, headers=signed(body))
+        assert answer.status_code == 400, (body, answer.get_data(as_text=True))
+    assert queue.llen(QUEUE) == before
+    pair = b'{"type": "zen:event-type:ticket.created", "id": "\\ud83d\\ude00", "detail": {"id": "5"}}'
+    assert client.post("/webhooks/zendesk", data=pair, headers=signed(pair)).status_code == 202

@@ -31,7 +31,8 @@ from typing import IO, Any
 import redis
 from PIL import Image
 
-__all__ = ["dhash", "photo_hash", "distance", "DupeIndex", "Seen", "MATCH_BITS"]
+__all__ = ["dhash", "photo_hash", "distance", "plain", "DupeIndex", "Seen", "MATCH_BITS", "BUCKET_CAP",
+           "MAX_MATCHES"]
 
 # At most this many bits apart: the same photo (see above for what moves how many).
 MATCH_BITS = 6
@@ -65,6 +66,11 @@ def photo_hash(source: IO[bytes]) -> int:
         source.seek(0)
 
 
+def plain(value: int) -> bool:
+    """A hash too plain to compare (see PLAIN_BITS)."""
+    return not PLAIN_BITS <= value.bit_count() <= 64 - PLAIN_BITS
+
+
 def distance(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
@@ -96,24 +102,32 @@ def _day(when: float) -> int:
     return int(when // 86400)
 
 
-# Adds a photo's four records, once: KEYS are its four buckets (band 0 first), ARGV its four
-# records, its reference, the first day still kept (2 bytes, big-endian, as records start) and
-# the buckets' time to live. Older records leave the head of each bucket first.
+# Adds a photo's four records, once: KEYS are its four buckets (band 0 first) and the hash
+# that says it is indexed (its job's record); ARGV its four records, the first day still kept
+# (2 bytes, big-endian, as records start), the buckets' time to live, the field to set, and the
+# cap. Older records leave the head of each bucket first; past the cap, the oldest go too.
 _ADD = """
-for _, record in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if string.sub(record, 9, 14) == ARGV[5] then return 0 end
-end
+if redis.call('HSETNX', KEYS[5], ARGV[7], 1) == 0 then return 0 end
 for i = 1, 4 do
   while true do
     local first = redis.call('LINDEX', KEYS[i], 0)
-    if not first or string.sub(first, 1, 2) >= ARGV[6] then break end
+    if not first or string.sub(first, 1, 2) >= ARGV[5] then break end
     redis.call('LPOP', KEYS[i])
   end
   redis.call('RPUSH', KEYS[i], ARGV[i])
-  redis.call('EXPIRE', KEYS[i], ARGV[7])
+  redis.call('LTRIM', KEYS[i], -tonumber(ARGV[8]), -1)
+  redis.call('EXPIRE', KEYS[i], ARGV[6])
 end
 return 1
 """
+# A bucket holds at most this many records, the newest: at a million photos a bucket holds 15
+# on average, so only a "hot" one ever meets the cap (many photos with one band value: flat
+# images, or the same picture sent over and over). It bounds an add and a lookup's reads.
+BUCKET_CAP = 512
+MAX_MATCHES = 10  # a lookup answers with at most this many photos, nearest first
+# A hash with almost no bits set, or almost all, comes from a photo with no structure (flat,
+# blank, all one colour): every such photo "matches" every other, so it is not compared.
+PLAIN_BITS = 4
 
 
 @dataclass(frozen=True)
@@ -131,9 +145,12 @@ class Seen:
 class DupeIndex:
     """The index, keeping each photo for `days` after it was sent (see the module's doc)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "dm:ph", days: int = 90) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "dm:ph", days: int = 90,
+                 indexed_in: str = "dm:job:{}") -> None:
         self.r = client
         self.prefix = prefix
+        # The hash (by photo id) whose field `dupe_indexed` says the photo is in: its job's record.
+        self.indexed_in = indexed_in
         self.days = max(1, days)
         self._add = client.register_script(_ADD)
 
@@ -143,7 +160,8 @@ class DupeIndex:
     def add(self, photo_id: str, value: int, vendor: str, ticket_id: str, requester: str,
             when: float | None = None, pipe: Any | None = None) -> bool:
         """Index a photo sent at `when` (epoch; now by default), once: False when it was
-        already there. With `pipe`, a bulk load of new photos, it is only appended."""
+        already there, as a field of its job's record says (photo ids are job ids: no list is
+        scanned to find out). With `pipe`, a bulk load of new photos, it is only appended."""
         day = _day(time.time() if when is None else when)
         ref = reference(photo_id)
         about = "\t".join((photo_id, vendor, ticket_id, requester)).encode()
@@ -159,7 +177,8 @@ class DupeIndex:
                 pipe.expire(key, ttl)
             return True
         kept_from = (day - self.days + 1).to_bytes(2, "big")
-        return bool(self._add(keys=keys, args=[*records, tail, kept_from, ttl]))
+        return bool(self._add(keys=[*keys, self.indexed_in.format(photo_id)],
+                              args=[*records, kept_from, ttl, "dupe_indexed", BUCKET_CAP]))
 
     def find(self, value: int, exclude: str | None = None, max_bits: int = MATCH_BITS,
              when: float | None = None) -> list[Seen]:
@@ -170,9 +189,11 @@ class DupeIndex:
         probes = []
         for band, part in enumerate(_bands(value)):
             probes += [(band, part ^ flip) for flip in (0, *(1 << bit for bit in range(16)))]
+        if plain(value):
+            return []
         pipe = self.r.pipeline(transaction=False)
         for band, part in probes:
-            pipe.lrange(self._bucket(band, part), 0, -1)
+            pipe.lrange(self._bucket(band, part), -BUCKET_CAP, -1)  # the newest, at most the cap
         parts = _bands(value)
         rests = [_rest(value, band) for band in range(BANDS)]
         found: dict[int, tuple[int, int]] = {}  # reference -> (bits, its band 0 value)
@@ -195,7 +216,7 @@ class DupeIndex:
         if missing:  # found through another band only: band 0's record says what it is
             pipe = self.r.pipeline(transaction=False)
             for zero in missing:
-                pipe.lrange(self._bucket(0, zero), 0, -1)
+                pipe.lrange(self._bucket(0, zero), -BUCKET_CAP, -1)
             for records in pipe.execute():
                 for record in records:
                     ref = int.from_bytes(record[8:14], "big")
@@ -209,4 +230,4 @@ class DupeIndex:
             photo_id, vendor, ticket_id, requester = bytes(record[14:]).decode().split("\t")
             at = time.strftime("%Y-%m-%d", time.gmtime(int.from_bytes(record[:2], "big") * 86400))
             seen.append(Seen(photo_id, vendor, ticket_id, requester, at, bits))
-        return sorted(seen, key=lambda s: (s.bits, s.at))
+        return sorted(seen, key=lambda s: (s.bits, s.at))[:MAX_MATCHES]

@@ -99,7 +99,7 @@ def seen_before(dupes: DupeIndex, preview: bytes, photo_id: str, vendor: str, ti
 
     from PIL import UnidentifiedImageError
 
-    from worker.dupes import photo_hash
+    from worker.dupes import photo_hash, plain
 
     if not preview:
         return None
@@ -108,9 +108,12 @@ def seen_before(dupes: DupeIndex, preview: bytes, photo_id: str, vendor: str, ti
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         log.info("no perceptual hash of the customer's photo: %s", exc)
         return None
+    if plain(value):
+        log.info("the customer's photo is too plain to compare with others (a flat image)")
+        return None
     earlier = [seen for seen in dupes.find(value, exclude=photo_id, when=sent)
                if (seen.vendor, seen.ticket_id) != (vendor, ticket_id)]  # a ticket is not its own
-    if index:
+    if index:  # once per photo: the job's record says when it was indexed
         dupes.add(photo_id, value, vendor, ticket_id, requester, when=sent)
     if not earlier:
         return None
