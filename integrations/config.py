@@ -50,6 +50,9 @@ class Settings:
     # message comes back only after this, so a worker killed mid-job is covered; every retry
     # countdown stays below it, or the message would be delivered twice.
     visibility_timeout: int = 3600
+    # DESKMARK_LEASE_SECONDS (advanced): how long a running job's lease lasts without renewal;
+    # a job whose worker died resumes this long (and a reaper round) after.
+    lease_seconds: int = 60
     # DESKMARK_IMAGE_MEMORY_MB: decoded pixels in flight across a worker process; image work
     # waits for its share. 400 leaves room for the rest of a worker in a 1 GB container.
     image_memory_mb: int = 400
@@ -169,6 +172,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         daily_budget_usd=float(r.number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
         trigger_tags=r.csv("DESKMARK_TRIGGER_TAGS"),
         visibility_timeout=int(r.number("DESKMARK_VISIBILITY_TIMEOUT", 3600, int)),
+        lease_seconds=int(r.number("DESKMARK_LEASE_SECONDS", 60, int)),
         image_memory_mb=int(r.number("DESKMARK_IMAGE_MEMORY_MB", 400, int)),
         retention_days=int(r.number("DESKMARK_RETENTION_DAYS", 14, int)),
         duplicate_days=int(r.number("DESKMARK_DUPLICATE_DAYS", 90, int)),
@@ -181,6 +185,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     )
     if settings.visibility_timeout < 10:
         r.problems.append("DESKMARK_VISIBILITY_TIMEOUT must be at least 10 seconds (default 3600)")
+    if not 4 <= settings.lease_seconds <= settings.visibility_timeout / 2:
+        r.problems.append("DESKMARK_LEASE_SECONDS must be at least 4 and at most half of "
+                          "DESKMARK_VISIBILITY_TIMEOUT (default 60)")
     if settings.image_memory_mb < 64:
         r.problems.append("DESKMARK_IMAGE_MEMORY_MB must be at least 64 (default 400): a 12 MP "
                           "photo needs about 40 MB to mark")

@@ -97,3 +97,10 @@ def test_every_variable_is_documented_and_in_the_example() -> None:
     assert "DESKMARK_LOCATE_MODEL" not in text  # the code's default applies: nothing to keep in step
     assert DEFAULT_LOCATE_MODEL in readme
     assert "--appendonly" in text
+
+
+def test_the_worker_has_a_memory_limit_above_the_image_budget() -> None:
+    text = COMPOSE.read_text()
+    worker = text[text.index("\n  worker:"):text.index("\n  flower:")]
+    match = re.search(r"mem_limit: \$\{DESKMARK_WORKER_MEMORY:-(\d+)g\}", worker)
+    assert match and int(match.group(1)) * 1024 >= 400 + 512  # the 400 MB default budget, and room

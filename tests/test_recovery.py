@@ -66,3 +66,31 @@ def test_a_worker_that_lost_its_lease_stops_before_its_next_step(store: Store) -
     assert Leases(store).acquire(job_id) is not None  # ... and another worker took it
     with pytest.raises(LeaseLost):
         leases.check(job_id)
+
+
+def test_a_job_whose_worker_keeps_dying_runs_alone_then_is_dead_lettered(store: Store) -> None:
+    from worker.recovery import ALONE_AFTER, POISON_DEATHS, SUSPECT
+
+    poison, waiting = job(store, "running"), job(store, "waiting")
+    queued: list[Job] = []
+    buried: list[tuple[str, str]] = []
+    now = time.time()
+    for death in range(1, POISON_DEATHS + 1):
+        now += REQUEUED_GRACE + 1
+        store.update(poison, {"state": "running"})  # it ran again, and its worker died again
+        for job_id in (poison, waiting):
+            store.watch(job_id, now - 1)
+        reap(store, queued.append, now, give_up=lambda j, why: buried.append((j.job_id, why)))
+        assert store.job(poison)["worker_deaths"] == death
+        if death < POISON_DEATHS:  # queued again; from ALONE_AFTER on, to run alone
+            assert ("runs alone" in store.job(poison).get("reason", "")) == (death >= ALONE_AFTER)
+    assert [j.job_id for j in queued].count(poison) == POISON_DEATHS - 1
+    assert buried == [(poison, f"its worker died {POISON_DEATHS} times while processing it (out of "
+                                "memory, or killed): dead-lettered so that it stops taking workers down")]
+    assert "worker_deaths" not in store.job(waiting)  # a job waiting for a retry did not die
+    # Running alone is a lease: one holder in the whole deployment.
+    one, other = Leases(store), Leases(store)
+    assert one.acquire(SUSPECT) and other.acquire(SUSPECT) is None
+    one.release(SUSPECT)
+    assert other.acquire(SUSPECT)
+    other.release(SUSPECT)

@@ -37,7 +37,7 @@ from worker.notes import (
     what_was_marked,
 )
 from worker.records import JobRecord, Mark, Signals
-from worker.recovery import Leases
+from worker.recovery import ALONE_AFTER, SUSPECT, Leases
 from worker.store import Store
 
 __all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "decide", "ESCALATION_TAGS",
@@ -93,7 +93,7 @@ class Runtime:
     _keys: credentials.Keys | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.leases = Leases(self.store)
+        self.leases = Leases(self.store, self.settings.lease_seconds)
         days = self.settings.duplicate_days
         self.duplicates = dupes.DupeIndex(self.store.r, days=days) if days else None
 
@@ -176,19 +176,36 @@ def run_job(job: Job, rt: Runtime) -> str:
         return "duplicate"
     try:
         record = rt.store.job(job_id)
-        if record.get("state") in ("done", "skipped"):
-            return str(record["state"])  # a message back after its job finished does nothing
-        attempt = rt.store.count_attempt(job_id)
-        rt.store.update(job_id, {"state": "running", "started": record.get("started") or time.time()})
-        rt.store.watch(job_id, time.time())  # alive for as long as its lease is
+        if record.get("state") in ("done", "skipped", "failed"):
+            # A message back after its job finished, or was dead-lettered, does nothing: a dead
+            # letter comes back through `deskmark replay`, which queues it as "queued" first.
+            return str(record["state"])
+        # A job whose worker died under it before runs alone (worker.recovery): its next death,
+        # if it comes, is its own, and no job beside it dies with it.
+        alone = int(record.get("worker_deaths") or 0) >= ALONE_AFTER
+        if alone and rt.leases.acquire(SUSPECT) is None:
+            raise Throttled("its worker died while running it, so it runs alone, after the "
+                            "photo that is running alone now", 15.0)
         try:
-            return _steps(job, record, rt, attempt)
-        except (UnusablePhoto, UnsafeURL) as exc:
-            # It claimed to be an image and cannot be used: the agents should know.
-            fail_job(job, rt, str(exc), None)
-            return "failed"
+            return _run(job, record, rt)
+        finally:
+            if alone:
+                rt.leases.release(SUSPECT)
     finally:
         rt.leases.release(job_id)
+
+
+def _run(job: Job, record: JobRecord, rt: Runtime) -> str:
+    job_id = job.job_id
+    attempt = rt.store.count_attempt(job_id)
+    rt.store.update(job_id, {"state": "running", "started": record.get("started") or time.time()})
+    rt.store.watch(job_id, time.time())  # alive for as long as its lease is
+    try:
+        return _steps(job, record, rt, attempt)
+    except (UnusablePhoto, UnsafeURL) as exc:
+        # It claimed to be an image and cannot be used: the agents should know.
+        fail_job(job, rt, str(exc), None)
+        return "failed"
 
 
 def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:

@@ -93,6 +93,7 @@ class JobRecord(TypedDict, total=False):
     replayed: float
     attempts: int
     requeued: int
+    worker_deaths: int  # how often its worker died while it ran (worker.recovery: a poison job)
     edits: int
     edits_in_flight: int
     lost_edits: int

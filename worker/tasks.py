@@ -35,7 +35,7 @@ from worker.limits import EditGate
 from worker.liveness import STALE_AFTER, Liveness, beat_age
 from worker.marking import make_marker
 from worker.records import JobRecord
-from worker.recovery import REAP_EVERY, REDIS_DOWN, RESTART_GRACE, LeaseLost, reap
+from worker.recovery import REDIS_DOWN, RESTART_GRACE, LeaseLost, reap, reap_every
 from worker.retry import MAX_RETRIES, countdown, throttle_countdown
 from worker.store import Store
 
@@ -267,11 +267,16 @@ def _start_reaper(**_: Any) -> None:
     def requeue(job: Job) -> None:
         process_photo.apply_async(args=[job.to_dict()])
 
+    def give_up(job: Job, reason: str) -> None:  # a poison job (worker.recovery)
+        pipeline.fail_job(job, runtime(), reason, None)
+
+    lease = settings().lease_seconds
+
     def reap_forever() -> None:
         credentials_due = 0.0
-        while not _stop_beating.wait(REAP_EVERY):
+        while not _stop_beating.wait(reap_every(lease)):
             try:
-                reap(store, requeue)
+                reap(store, requeue, give_up=give_up, requeued_grace=2 * lease)
                 store.trim()  # the job index and dead letters, to DESKMARK_RETENTION_DAYS
             except Exception as exc:  # Redis away: the next round tries again
                 log.warning("reaper: %s", exc)
