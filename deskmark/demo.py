@@ -113,7 +113,8 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
         print(f"marked image: {marked.resolve()}")
         print(f"original:     {original.resolve()}")
         print(f"dashboard:    {web.url}/")
-        print(f"credentials:  deskmark verify {shlex.quote(str(marked))}")
+        # The demo's signer lives in its embedded Redis, gone when it exits: name it by fingerprint.
+        print(f"credentials:  deskmark verify{_trust(redis.url)} {shlex.quote(str(marked))}")
         if serve:
             _say("serving; press Ctrl-C to stop")
             while worker.poll() is None:
@@ -132,6 +133,18 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
         web.stop()
         sandbox.stop()
         redis.cleanup()
+
+
+def _trust(redis_url: str) -> str:
+    """` --trust SHA256` for the demo's throwaway signer, or "" if it has none."""
+    from worker import credentials
+    from worker.store import Store
+
+    signer = Store.from_url(redis_url).signer_if_any()
+    if signer is None:
+        return ""
+    ca = credentials.issuer_pem(credentials.Keys.from_json(signer).chain_pem)
+    return f" --trust {credentials.fingerprint(ca)}"
 
 
 def _wait_for_note(sandbox: HelpdeskSandbox, ticket_id: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -31,6 +32,13 @@ def test_demo_exits_0_and_prints_a_marked_image_that_exists(helpdesk: str, tmp_p
     assert load(data).size == (1600, 1200)
     assert "deskmark_annotated, warranty_review" in result.stdout
     assert "dashboard:" in result.stdout
+    # The command it prints works as printed, after the demo (and its Redis) is gone.
+    command = re.search(r"^credentials:  deskmark (verify .+)$", result.stdout, re.MULTILINE)
+    assert command, result.stdout
+    verified = subprocess.run([sys.executable, "-m", "deskmark.cli", *shlex.split(command.group(1))],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**env, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert verified.returncode == 0 and "valid, signed by this deployment" in verified.stdout, verified.stdout
     assert "Warning" not in result.stderr, result.stderr  # nothing to bury the demo's lines
 
 
