@@ -237,6 +237,22 @@ def post_signed(web_url: str, zendesk: SandboxZendesk, payload: dict[str, Any] |
     return httpx.post(f"{web_url}/webhooks/zendesk", content=body, headers=headers, timeout=15)
 
 
+def deliver_photo(zendesk: SandboxZendesk, web_url: str, subject: str, seed: int,
+                  size: tuple[int, int] = (640, 480)) -> tuple[int, str]:
+    """A Zendesk ticket with one customer photo, its event delivered (signed) to `web_url`:
+    (ticket id, job id)."""
+    from deskmark.sandbox.photos import damaged_product
+    from integrations.events import job_id_for
+
+    ticket_id = zendesk.create_ticket(subject, "Damaged on arrival.")
+    comment = zendesk.add_comment(ticket_id, SandboxZendesk.CUSTOMER_ID, "photo",
+                                  [("photo.jpg", damaged_product(*size, seed=seed), "image/jpeg")],
+                                  notify=False)
+    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], SandboxZendesk.CUSTOMER_ID)
+    assert post_signed(web_url, zendesk, event).status_code == 202
+    return ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
+
+
 class Stack:
     """A private deskmark: its own throwaway Redis, web app and worker processes, for tests that
     need settings of their own (rate, budget, visibility timeout) or kill things."""

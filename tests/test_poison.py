@@ -13,10 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from deskmark.sandbox.openai import SandboxOpenAI
-from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.zendesk import SandboxZendesk
-from integrations.events import job_id_for
-from tests.conftest import Stack, post_signed, wait_for
+from tests.conftest import Stack, deliver_photo, wait_for
 from worker.app import QUEUE
 from worker.recovery import POISON_DEATHS
 
@@ -37,16 +35,6 @@ def held_jobs(stack: Stack) -> set[str]:
     return {_job_of(json.loads(raw)[0]) for raw in stack.store.r.hvals("unacked")} - {""}
 
 
-def deliver(zendesk: SandboxZendesk, stack: Stack, seed: int) -> tuple[int, str]:
-    ticket_id = zendesk.create_ticket(f"Poison {uuid.uuid4().hex[:6]}", "Damaged on arrival.")
-    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
-                                  [("photo.jpg", damaged_product(640, 480, seed=seed), "image/jpeg")],
-                                  notify=False)
-    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
-    assert post_signed(stack.web.url, zendesk, event).status_code == 202
-    return ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
-
-
 def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_get_notes(
         make_stack: Callable[..., Stack], zendesk: SandboxZendesk) -> None:
     slow = SandboxOpenAI(latency=3.0).start()  # edits in flight long enough to die with the worker
@@ -54,8 +42,8 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_
         stack = make_stack(DESKMARK_LEASE_SECONDS="6", OPENAI_BASE_URL=slow.url,
                            OPENAI_API_KEY=slow.api_key)
         wait_for(lambda: stack.store.worker_seen(), timeout=60)
-        poison = deliver(zendesk, stack, seed=960)
-        others = [deliver(zendesk, stack, seed=961 + n) for n in range(3)]
+        poison = deliver_photo(zendesk, stack.web.url, f"Poison {uuid.uuid4().hex[:6]}", 960)
+        others = [deliver_photo(zendesk, stack.web.url, f"Beside it {n}", 961 + n) for n in range(3)]
         kills = 0
         in_flight_at_first_kill = 0
         deadline = time.monotonic() + 120

@@ -7,23 +7,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.zendesk import SandboxZendesk
-from integrations.events import job_id_for
-from tests.conftest import Stack, post_signed, settled, wait_for
+from tests.conftest import Stack, deliver_photo, settled, wait_for
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
 LIFETIME = 15.0  # seconds a sandbox token lives in these tests (Zendesk's default is 30 min)
-
-
-def deliver(zendesk: SandboxZendesk, stack: Stack, subject: str, seed: int) -> tuple[int, str]:
-    ticket_id = zendesk.create_ticket(subject, "Damaged on arrival.")
-    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
-                                  [("photo.jpg", damaged_product(640, 480, seed=seed), "image/jpeg")],
-                                  notify=False)
-    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
-    assert post_signed(stack.web.url, zendesk, event).status_code == 202
-    return ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
 
 
 def test_two_workers_share_15_second_tokens_over_a_minute_of_photos(
@@ -38,7 +26,7 @@ def test_two_workers_share_15_second_tokens_over_a_minute_of_photos(
         started = time.monotonic()
         tickets = []
         for n in range(10):  # ten photos sent over a minute
-            tickets.append(deliver(zendesk, stack, f"OAuth {uuid.uuid4().hex[:6]}", seed=900 + n))
+            tickets.append(deliver_photo(zendesk, stack.web.url, f"OAuth {uuid.uuid4().hex[:6]}", 900 + n))
             time.sleep(6)
         for ticket_id, _ in tickets:
             wait_for(lambda t=ticket_id: len(zendesk.marked_notes(t)) >= 1, timeout=90)
@@ -69,7 +57,7 @@ def test_a_wrong_client_secret_fails_once_with_its_name_and_no_retry_storm(
         make_stack: Callable[..., Stack], zendesk: SandboxZendesk) -> None:
     stack = make_stack(ZENDESK_CLIENT_SECRET="not-the-client-secret")
     grants_before = len(zendesk.grants)
-    ticket_id, _ = deliver(zendesk, stack, f"Wrong secret {uuid.uuid4().hex[:6]}", seed=920)
+    ticket_id, _ = deliver_photo(zendesk, stack.web.url, f"Wrong secret {uuid.uuid4().hex[:6]}", 920)
     wait_for(lambda: stack.store.dead_ids(), timeout=60)
     settled(zendesk, stack.env["REDIS_URL"])
     [dead] = stack.store.jobs(stack.store.dead_ids())
