@@ -266,7 +266,8 @@ class Stack:
         self.redis = EmbeddedRedis(appendonly=appendonly, password=redis_password).start()
         self.env = {**base_env, "REDIS_URL": self.redis.url, **overrides}
         self.settings = Settings.from_env(self.env, dotenv=None)
-        self.web = LoopbackServer(create_app(self.settings)).start()
+        self.app = create_app(self.settings)
+        self.web = LoopbackServer(self.app).start()
         self.store = Store.from_url(self.redis.url, retention_days=self.settings.retention_days)
         self.workers: list[WorkerProcess] = []
         for _ in range(workers):
@@ -282,6 +283,7 @@ class Stack:
         for worker in self.workers:
             worker.stop()
         self.web.stop()
+        self.app.extensions["deskmark"].close()
         self.store.r.close()
         self.redis.cleanup()
 

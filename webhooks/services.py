@@ -44,6 +44,15 @@ class Services:
     def spec(self, vendor: str) -> HelpdeskSpec:
         return HELPDESKS[vendor]
 
+    def close(self) -> None:
+        """Let go of the connections made so far (an app that stops while its process goes on)."""
+        if "sender" in self.__dict__:
+            self.sender.close()
+        if "celery" in self.__dict__:
+            self.celery.close()
+        if "store" in self.__dict__:
+            self.store.r.close()
+
 
 def services() -> Services:
     return cast(Services, current_app.extensions["deskmark"])

@@ -122,6 +122,11 @@ class Sender:
             raise
         self.idle.append(connection)
 
+    def close(self) -> None:
+        """Close the connections kept for the next publish."""
+        while self.idle:
+            _close(self.idle.pop())
+
 
 def _close(connection: Any) -> None:  # kombu's Connection.close is untyped
     with contextlib.suppress(Exception):  # it is being thrown away
