@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
@@ -112,5 +116,26 @@ def test_a_static_oauth_token_that_ends_shows_on_the_dashboard_and_readyz(
     details = web.get("/readyz").get_json()
     assert "expires in" in details["zendesk credential"] and "ZENDESK_CLIENT_ID" in details["zendesk credential"]
     assert "static-token-for-the-dashboard" not in page + str(details)
+    store.r.flushdb()
+    store.r.close()
+
+
+def test_the_dashboard_and_check_give_the_signers_fingerprint(deskmark_env: dict[str, str],
+                                                               redis_url: str, tmp_path: Path) -> None:
+    from worker import credentials
+
+    url = redis_url.rsplit("/", 1)[0] + "/12"
+    store = Store.from_url(url)
+    store.r.flushdb()
+    keys = credentials.Keys.from_json(store.shared_signer(lambda: credentials.throwaway_keys().to_json()))
+    fingerprint = credentials.fingerprint(credentials.issuer_pem(keys.chain_pem))
+    env = {**deskmark_env, "REDIS_URL": url}
+    page = create_app(Settings.from_env(env, dotenv=None)).test_client().get("/").get_data(as_text=True)
+    assert f"deskmark verify --trust {fingerprint} PHOTO" in page
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DESKMARK_", "ZENDESK_"))}
+    checked = subprocess.run([sys.executable, "-m", "deskmark.cli", "check"], env={**clean, **env},
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert f"credentials    ok   the deployment's throwaway signer; elsewhere: deskmark verify --trust {fingerprint}" \
+        in checked.stdout, checked.stdout
     store.r.flushdb()
     store.r.close()
