@@ -222,7 +222,7 @@ def test_check_signs_in_to_gorgias(deskmark_env: dict[str, str], tmp_path: Path)
 
 
 @pytest.mark.parametrize("path", ["/../../api/tickets/1", "/a1b2c3/..", "/a1b2c3/%2e%2e/api/users",
-                                  "/a1b2c3/x/y/../../../api/account", "/a1b2c3"])
+                                  "/a1b2c3/x/y/../../../api/account", "/a1b2c3/%2E./%2e%2E/api/users/0"])
 def test_the_private_file_fallback_never_builds_another_api_path(gorgias: SandboxGorgias, path: str,
                                                                  redis_url: str) -> None:
     from integrations.config import Settings
