@@ -44,6 +44,9 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_
         wait_for(lambda: stack.store.worker_seen(), timeout=60)
         poison = deliver_photo(zendesk, stack.web.url, f"Poison {uuid.uuid4().hex[:6]}", 960)
         others = [deliver_photo(zendesk, stack.web.url, f"Beside it {n}", 961 + n) for n in range(3)]
+        # All four in flight at once (each takes 6 s: locate and edit): then the first kill.
+        wait_for(lambda: all(stack.store.job(j).get("state") == "running"
+                             for _, j in [poison, *others]), timeout=60)
         kills = 0
         in_flight_at_first_kill = 0
         deadline = time.monotonic() + 120
@@ -69,7 +72,7 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_
         assert kills == POISON_DEATHS and record["worker_deaths"] == POISON_DEATHS
         assert f"its worker died {POISON_DEATHS} times while processing it" in record["reason"]
         assert poison[1] in stack.store.dead_ids()
-        assert in_flight_at_first_kill >= 1  # others did die with it at first
+        assert in_flight_at_first_kill == 3  # the others did die with it at first
         for _, job in others:
             wait_for(lambda j=job: stack.store.job(j).get("state") == "done", timeout=120)
         # Nothing more can happen: nothing is queued, and each message the killed workers held
