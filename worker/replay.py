@@ -38,13 +38,19 @@ def replay_jobs(store: Store, celery: Any, job_ids: list[str]) -> list[tuple[str
         if state in IN_FLIGHT and job_id not in dead:
             results.append((job_id, False, f"already {state}, not queued again"))
             continue
-        if record.get("kind") == "event":
-            celery.send_task("deskmark.handle_event", args=[record["event"]], queue=QUEUE)
-        else:
-            celery.send_task("deskmark.process_photo", args=[Job.from_record(job_id, record).to_dict()],
-                             queue=QUEUE)
+        # Queued before it is sent: the worker that takes the message must find it queued, for
+        # a message that finds its job "failed" does nothing (worker.pipeline.run_job).
         store.update(job_id, {"state": "queued", "replayed": time.time(),
                               "reason": f"replayed after: {record.get('reason', '')}"[:300]})
+        try:
+            if record.get("kind") == "event":
+                celery.send_task("deskmark.handle_event", args=[record["event"]], queue=QUEUE)
+            else:
+                celery.send_task("deskmark.process_photo",
+                                 args=[Job.from_record(job_id, record).to_dict()], queue=QUEUE)
+        except Exception:
+            store.update(job_id, {"state": str(state), "reason": str(record.get("reason", ""))})
+            raise
         store.unbury(job_id)
         results.append((job_id, True, f"queued again ({record.get('vendor')} ticket "
                                       f"{record.get('ticket_id')}; it had failed with: "
