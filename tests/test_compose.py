@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -104,3 +111,86 @@ def test_the_worker_has_a_memory_limit_above_the_image_budget() -> None:
     worker = text[text.index("\n  worker:"):text.index("\n  flower:")]
     match = re.search(r"mem_limit: \$\{DESKMARK_WORKER_MEMORY:-(\d+)g\}", worker)
     assert match and int(match.group(1)) * 1024 >= 400 + 512  # the 400 MB default budget, and room
+
+
+def pin_images() -> Any:
+    """deploy/pin-images as a module (a script without .py, so loaded by path)."""
+    path = COMPOSE.parent / "deploy" / "pin-images"
+    loader = importlib.machinery.SourceFileLoader("pin_images", str(path))
+    spec = importlib.util.spec_from_loader("pin_images", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_every_base_image_is_pinned_by_digest() -> None:
+    tool = pin_images()
+    seen = []
+    for relative in tool.FILES:
+        text = (COMPOSE.parent / relative).read_text(encoding="utf-8")
+        built = tool.built_here(text)
+        for _, ref in tool.references(text):
+            seen.append(ref)
+            assert ref in built or tool.DIGEST.search(ref), f"{relative}: {ref} has no digest"
+    pulled = [ref for ref in seen if tool.DIGEST.search(ref)]
+    assert len(pulled) >= 4 and {"deskmark:latest", "deskmark-flower:latest"} <= set(seen)
+    # Flower runs on the same base as deskmark's image.
+    bases = {ref for ref in pulled if ref.startswith("python:")}
+    assert len(bases) == 1
+    # Every Dockerfile of the repository is one the tool (and so this check) reads.
+    dockerfiles = {str(p.relative_to(COMPOSE.parent)) for p in COMPOSE.parent.rglob("*Dockerfile")
+                   if ".venv" not in p.parts}
+    assert dockerfiles and dockerfiles <= set(tool.FILES)
+
+
+def test_pin_images_moves_every_pin_to_what_the_tag_points_to(tmp_path: Path) -> None:
+    tool = pin_images()
+    for relative in tool.FILES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(COMPOSE.parent / relative, tmp_path / relative)
+    asked: list[str] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # the token service
+            scope = parse_qs(urlsplit(self.path).query)["scope"][0]
+            body = json.dumps({"token": f"t:{scope}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_HEAD(self) -> None:  # the registry: a tag's index digest, for a pull token
+            repository, _, tag = self.path.removeprefix("/v2/").partition("/manifests/")
+            good = (self.headers["Authorization"] == f"Bearer t:repository:{repository}:pull"
+                    and "application/vnd.oci.image.index.v1+json" in self.headers["Accept"])
+            asked.append(f"{repository}:{tag}")
+            self.send_response(200 if good else 401)
+            if good:
+                self.send_header("Docker-Content-Digest",
+                                 "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest())
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert tool.main(["--root", str(tmp_path), "--registry", url, "--auth", f"{url}/token"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(asked) == ["library/caddy:2.11.2", "library/python:3.11.16-slim",
+                             "library/python:3.11.16-slim", "library/redis:7.4.9-alpine3.21"]
+    compose = (tmp_path / "docker-compose.yml").read_text(encoding="utf-8")
+    redis_digest = hashlib.sha256(b"library/redis:7.4.9-alpine3.21").hexdigest()
+    assert f"image: redis:7.4.9-alpine3.21@sha256:{redis_digest}\n" in compose
+    assert "image: deskmark:latest\n" in compose  # built here: left alone
+    python_digest = hashlib.sha256(b"library/python:3.11.16-slim").hexdigest()
+    assert (tmp_path / "Dockerfile").read_text(encoding="utf-8").count(python_digest) == 1
+    # Nothing else in the files changed.
+    original = (COMPOSE.parent / "docker-compose.yml").read_text(encoding="utf-8")
+    assert re.sub(r"sha256:[0-9a-f]{64}", "", compose) == re.sub(r"sha256:[0-9a-f]{64}", "", original)
