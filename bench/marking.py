@@ -21,6 +21,7 @@ import io
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -88,13 +89,14 @@ def main() -> int:
     data = path.read_bytes()
     prepared = images.prepare(data, lambda w, h: request_size("gpt-image-2", w, h))
     sent = images.load(prepared.request_image)
-    box = tuple(int(v) for v in damage_box("star", *sent.size))
+    x0, y0, x1, y1 = (int(v) for v in damage_box("star", *sent.size))
+    box = (x0, y0, x1, y1)
     cases = {}
     for mode in ("circle", "nothing"):  # the model's mark kept, or deskmark draws its own
         out = io.BytesIO()
         MarkingModel(mode=mode)(sent, None).save(out, format="PNG")
         cases[mode] = out.getvalue()
-    found = Located(model="bench", boxes=[DamageBox("cracked screen", box)])  # type: ignore[arg-type]
+    found = Located(model="bench", boxes=[DamageBox("cracked screen", box)])
     size = prepared.request_size
 
     methods = {
@@ -117,14 +119,14 @@ def main() -> int:
 
     # Where the new path's time goes, for the kept-circle case.
     output = images.load(cases["circle"])
-    parts = {
+    parts: dict[str, Callable[[], object]] = {
         "decode the model's PNG": lambda: images.load(cases["circle"]),
         "decode what was sent": lambda: images.load(prepared.request_image),
         "decode the photo (1/2 scale)": lambda: images.load(data, images.DECODE_FLOOR),
         "find the added red": lambda: strokes.added_red(sent, output),
-        "read_mark (the above + the ring)": lambda: strokes.read_mark(sent, output, [box]),  # type: ignore[list-item]
+        "read_mark (the above + the ring)": lambda: strokes.read_mark(sent, output, [box]),
     }
-    reading = strokes.read_mark(sent, output, [box])  # type: ignore[list-item]
+    reading = strokes.read_mark(sent, output, [box])
     photo = images.load(data, images.DECODE_FLOOR)
     parts["paste the strokes"] = lambda: strokes.paste_strokes(photo.copy(), output, reading)
     parts["encode the JPEG (both paths)"] = lambda: images.encode_jpeg(photo, quality=92)

@@ -135,14 +135,14 @@ def main() -> int:
                             [(f"{i}-{name}", photos[name], "image/png" if name.endswith("png") else "image/jpeg")])
     finished = None
     while time.monotonic() - started < 900:
-        records = [store.job(i.decode()) for i in store.r.zrange("dm:jobs", 0, -1)]
+        records = [store.job(i.decode() if isinstance(i, bytes) else str(i)) for i in store.r.zrange("dm:jobs", 0, -1)]
         ended = [r for r in records if r.get("state") in ("done", "failed", "skipped")]
         if len(ended) >= args.jobs:
             finished = time.monotonic() - started
             break
         time.sleep(0.5)
     peak = rss_mb(worker.pid, "VmHWM")
-    records = [store.job(i.decode()) for i in store.r.zrange("dm:jobs", 0, -1)]
+    records = [store.job(i.decode() if isinstance(i, bytes) else str(i)) for i in store.r.zrange("dm:jobs", 0, -1)]
     loop.stop()
     outcome: dict[str, dict[str, int]] = {}
     for record in records:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 import redis
@@ -76,7 +77,7 @@ def _token_cache(settings: Settings) -> TokenCache:
     return RedisTokenCache(client)
 
 
-def _helpdesk(spec: HelpdeskSpec) -> Callable[[Settings], Finding]:
+def _helpdesk(spec: HelpdeskSpec[Any]) -> Callable[[Settings], Finding]:
     """One harmless call with the helpdesk's client: whose id the credentials belong to, and
     what they are and how long they live."""
 

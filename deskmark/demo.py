@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from deskmark.redis_server import EmbeddedRedis
 from deskmark.sandbox.photos import damaged_product
@@ -35,7 +36,7 @@ def _say(message: str) -> None:
     print(f"deskmark demo: {message}", flush=True)
 
 
-def make_sandbox(spec: HelpdeskSpec) -> HelpdeskSandbox:
+def make_sandbox(spec: HelpdeskSpec[Any]) -> HelpdeskSandbox:
     """The helpdesk's loopback stand-in, named by its spec ("module:Class"), not started."""
     module, _, name = spec.sandbox.partition(":")
     sandbox: HelpdeskSandbox = getattr(importlib.import_module(module), name)()

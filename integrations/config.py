@@ -10,10 +10,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from integrations.env import ConfigError, Reader
+
+if TYPE_CHECKING:
+    from integrations.helpdesk import HelpdeskSettings, HelpdeskSpec, S
 
 __all__ = ["ConfigError", "Settings", "SlackSettings", "masked_url", "url_password"]
 
@@ -69,7 +72,7 @@ class Settings:
     c2pa_cert: str | None = field(default=None, repr=False)
     c2pa_key: str | None = field(default=None, repr=False)
     # The helpdesks that are configured, by key (integrations.registry), each its own settings.
-    helpdesks: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    helpdesks: Mapping[str, HelpdeskSettings] = field(default_factory=dict, repr=False)
     slack: SlackSettings | None = field(default=None, repr=False)
 
     @classmethod
@@ -88,9 +91,17 @@ class Settings:
     def vendors_on(self) -> list[str]:
         return [*self.helpdesks, *(["slack"] if self.slack else [])]
 
-    def helpdesk(self, key: str) -> Any | None:
+    def helpdesk(self, key: str) -> HelpdeskSettings | None:
         """The settings of helpdesk `key`; None when it is not configured."""
         return self.helpdesks.get(key)
+
+    def of(self, spec: HelpdeskSpec[S]) -> S:
+        """One helpdesk's settings, typed by its spec (`settings.of(zendesk.SPEC)` is a
+        ZendeskSettings); a ConfigError when that helpdesk is not configured."""
+        own = self.helpdesks.get(spec.key)
+        if own is None:
+            raise ConfigError([f"{spec.title} is not configured ({spec.variables[0]} and the rest)"])
+        return cast("S", own)
 
     def describe(self) -> dict[str, object]:
         """A secret-free summary for logs and `deskmark check`."""
@@ -204,7 +215,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     return settings
 
 
-def _helpdesks(r: Reader) -> dict[str, Any]:
+def _helpdesks(r: Reader) -> dict[str, HelpdeskSettings]:
     from integrations.registry import HELPDESKS  # the registry imports every helpdesk package
 
     found = {key: spec.read(r) for key, spec in HELPDESKS.items()}

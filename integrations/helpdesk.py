@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
 from integrations.env import Reader
 from integrations.events import Helpdesk, RawRequest, TicketEvent
@@ -39,23 +39,26 @@ class HelpdeskSettings(Protocol):
 
 
 Verifier = Callable[[RawRequest], bool]
+S = TypeVar("S", bound=HelpdeskSettings)
 
 
 @dataclass(frozen=True)
-class HelpdeskSpec:
-    """One helpdesk, as the rest of deskmark sees it. The callables take that helpdesk's own
-    settings type (what `read` returns); the registry holds specs of every type."""
+class HelpdeskSpec(Generic[S]):
+    """One helpdesk, as the rest of deskmark sees it. Generic in that helpdesk's own settings
+    type S (what `read` returns, inferred from it): the callables take an S, so mypy checks
+    every field a spec reads (`s.webhok_secret` is an error). The registry holds specs of
+    every type."""
 
     key: str  # "zendesk": /webhooks/<key>, job ids, metric labels, the dashboard filter
     title: str  # "Zendesk", for people
     variables: tuple[str, ...]  # every environment variable it reads (README, compose, .env.example)
-    read: Callable[[Reader], Any]  # its settings (a HelpdeskSettings), or None when it is off
-    verifier: Callable[[Any], Verifier]  # from its settings: the webhook's signature/secret check
+    read: Callable[[Reader], S | None]  # its settings, or None when it is off
+    verifier: Callable[[S], Verifier]  # from its settings: the webhook's signature/secret check
     rejected: str  # what a 401 says: what to check
     parse: Callable[[RawRequest], TicketEvent]  # raises Malformed (400) or Ignored (200)
     # (its settings, extra attachment hosts, where expiring tokens are shared: Redis, or None
     # for this process alone)
-    client: Callable[[Any, tuple[str, ...], TokenCache | None], Helpdesk]
+    client: Callable[[S, tuple[str, ...], TokenCache | None], Helpdesk]
     auth_hint: str  # `deskmark check`, on 401/403: the variables that hold its credentials
     where_hint: str  # `deskmark check`, otherwise: the variables that say where it is
     sandbox: str  # "module:Class" of its loopback stand-in (deskmark.sandbox), for demo and tests

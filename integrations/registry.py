@@ -4,12 +4,14 @@ and list its SPEC here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from integrations import freshdesk, gorgias, helpscout, zendesk
 from integrations.helpdesk import HelpdeskSpec
 
 __all__ = ["HELPDESKS"]
 
-HELPDESKS: dict[str, HelpdeskSpec] = {spec.key: spec for spec in (
+HELPDESKS: dict[str, HelpdeskSpec[Any]] = {spec.key: spec for spec in (
     zendesk.SPEC,
     freshdesk.SPEC,
     gorgias.SPEC,

@@ -87,7 +87,8 @@ def test_annotate_debug_writes_the_models_output_and_the_strokes_taken(tmp_path:
     assert strokes.mode == "RGBA" and strokes.size == model.size
     # The model's circle elsewhere was not taken: it shows as rejected (magenta), nothing kept.
     assert strokes.getchannel("A").getbbox() is not None
-    assert any(colour[:3] == (255, 0, 255) for _, colour in strokes.getcolors(2**20) or [])
+    colours = [colour for _, colour in strokes.getcolors(2**20) or []]
+    assert any(isinstance(c, tuple) and c[:3] == (255, 0, 255) for c in colours)
     record = json.loads((tmp_path / "a-marked.json").read_text())
     assert record["debug_model"].endswith("a-model.png") and record["marks"][0]["drawn_by"] == "deskmark"
     assert "cracked screen: deskmark drew the mark, because the model" in result.stderr

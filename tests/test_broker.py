@@ -15,15 +15,15 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from kombu import Connection, Queue
 from kombu.common import Broadcast
+from kombu.connection import Connection
+from kombu.entity import Queue
 from kombu.transport import redis as kombu_redis
 
 from deskmark.redis_server import EmbeddedRedis
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import Stack, wait_for
-from tests.test_exactly_once import marked_notes, send_photo
+from tests.helpers import Stack, job_reaches, marked_notes, send_photo, wait_for
 from worker import broker
 
 
@@ -120,7 +120,7 @@ def test_a_redis_restart_loses_and_doubles_nothing_and_the_same_worker_goes_on(
     tag = uuid.uuid4().hex[:8]
     after = [send_photo(zendesk, stack.web.url, f"After {tag} #{i}", seed=710 + i) for i in range(2)]
     for _, job_id in before + after:
-        wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=90)
+        job_reaches(stack.store, job_id, "done", timeout=90)
     assert [len(marked_notes(zendesk, t)) for t, _ in before + after] == [1] * 8
     assert worker.poll() is None and stack.workers[0].process is worker  # the same process
     log = stack.workers[0].output()
@@ -159,7 +159,7 @@ def test_redis_gone_longer_than_a_job_waits_puts_the_job_back_and_it_ends_with_o
              timeout=150)
     stack.redis.start()
     for _, job_id in sent:
-        wait_for(lambda j=job_id: stack.store.job(j).get("state") == "done", timeout=180)
+        job_reaches(stack.store, job_id, "done", timeout=180)
     assert [len(marked_notes(zendesk, t)) for t, _ in sent] == [1, 1]
     for _, job_id in sent:  # the edit whose result was lost with the outage is on record
         assert stack.store.job(job_id)["attempts"] >= 2

@@ -15,8 +15,7 @@ import pytest
 
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import Stack, wait_for
-from tests.test_exactly_once import marked_notes, send_photo
+from tests.helpers import Stack, marked_notes, send_photo, wait_for
 
 CHROMIUM = os.environ.get("DESKMARK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium's own background traffic is refused on a closed network: turn it off.
@@ -50,7 +49,8 @@ def test_dashboard_shows_jobs_and_replays_a_dead_letter(
             assert anonymous.request.get(stack.web.url + "/").status == 401
             page = browser.new_context(http_credentials={"username": "admin", "password": TOKEN},
                                        viewport={"width": 1200, "height": 900}).new_page()
-            assert page.goto(stack.web.url + "/").status == 200
+            answer = page.goto(stack.web.url + "/")
+            assert answer is not None and answer.status == 200
             row = page.locator(f"#jobs tr[data-job='{done_job}']")
             assert row.get_attribute("data-state") == "done"
             thumbs = row.locator("img")

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from deskmark.sandbox.zendesk import SandboxZendesk
-
-
-def check(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("OPENAI_", "DESKMARK_", "ZENDESK_", "FRESHDESK_", "GORGIAS_",
-                                  "HELPSCOUT_", "SLACK_"))}
-    return subprocess.run([sys.executable, "-m", "deskmark.cli", "check"], env={**clean, **env},
-                          capture_output=True, text=True, timeout=60, cwd=cwd)
+from tests.helpers import check
 
 
 def test_check_passes_against_working_vendors_and_names_each(deskmark_env: dict[str, str],

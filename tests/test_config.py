@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from integrations.config import ConfigError, Settings
+from integrations.zendesk import SPEC as ZENDESK
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -47,8 +48,7 @@ def test_zendesk_oauth_alone_is_enough_and_subdomain_builds_the_url() -> None:
     settings = Settings.from_env({"ZENDESK_SUBDOMAIN": "acme", "ZENDESK_OAUTH_TOKEN": "oauth-zz9",
                                   "ZENDESK_WEBHOOK_SECRET": "hook-zz9",
                                   "OPENAI_API_KEY": "sk-zz9"}, dotenv=None)
-    assert settings.helpdesk("zendesk") is not None
-    assert settings.helpdesk("zendesk").base_url == "https://acme.zendesk.com"
+    assert settings.of(ZENDESK).base_url == "https://acme.zendesk.com"
     assert "zz9" not in repr(settings) + str(settings.describe())  # no secrets in logs
 
 

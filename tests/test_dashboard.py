@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
+from integrations.zendesk import SPEC as ZENDESK
 from integrations.zendesk.client import ZendeskClient
 from webhooks import create_app
 from worker import pipeline
@@ -80,7 +81,8 @@ def test_dashboard_lists_jobs_and_serves_the_marked_photo(deskmark_env: dict[str
     store.create_job("dm-dashboardtest", {"vendor": "zendesk", "ticket_id": "123",
                                           "filename": "crack.jpg"})
     store.save_marked("dm-dashboardtest", b"\xff\xd8\xff fake jpeg", {"provider": "openai", "marks": [
-        {"label": "crack", "drawn_by": "deskmark", "why": "the model's mark was missing"}]})
+        {"label": "crack", "drawn_by": "deskmark", "why": "the model's mark was missing",
+         "region": [10, 10, 60, 60], "coverage": None}]})
     client = create_app(Settings.from_env(deskmark_env, dotenv=None)).test_client()
     page = client.get("/").get_data(as_text=True)
     assert "dm-dashboardtest" in page and "crack.jpg" in page
@@ -100,7 +102,7 @@ def test_a_static_oauth_token_that_ends_shows_on_the_dashboard_and_readyz(
     store.r.flushdb()
     zendesk.oauth_token = "static-token-for-the-dashboard"
     zendesk.oauth_token_expires_at = time.time() + 25 * 60
-    client = ZendeskClient(settings.helpdesk("zendesk"))
+    client = ZendeskClient(settings.of(ZENDESK))
     try:
         # What the worker does every ten minutes (worker.tasks: the reaper's thread).
         pipeline.record_credentials(pipeline.Runtime(settings=settings, store=store,

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask, Response, redirect, request
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from deskmark.sandbox.server import LoopbackServer
 from integrations.downloads import DownloadPolicy, fetch
@@ -42,7 +43,7 @@ def hosts() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
         return Response(b"\xff\xd8\xff photo", mimetype="image/jpeg")
 
     @files.get("/r/<name>")
-    def back_to_the_vendor(name: str) -> Response:
+    def back_to_the_vendor(name: str) -> WerkzeugResponse:
         # An attachment host that sends deskmark back to the vendor's API, at a path it picked.
         seen.append({"host": "files", "authorization": request.headers.get("Authorization")})
         return redirect(f"{vendor_url[0]}/attachments/api?to={request.host_url}f/photo.jpg", code=302)
@@ -53,7 +54,7 @@ def hosts() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
         return Response(b"\xff\xd8\xff photo", mimetype="image/jpeg")
 
     @vendor.get("/attachments/<target>")
-    def attachment(target: str) -> Response:
+    def attachment(target: str) -> WerkzeugResponse:
         seen.append({"host": "vendor", "authorization": request.headers.get("Authorization")})
         return redirect(request.args["to"], code=302)
 
@@ -146,7 +147,7 @@ def tls_host(tmp_path: Path) -> Iterator[tuple[int, list[str], list[str | None]]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[func-returns-value]
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1], served, names

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from PIL import Image
 
 from deskmark.sandbox.photos import damaged_product, scene
+from tests.helpers import recompressed
 from worker.dupes import MATCH_BITS, DupeIndex, distance, photo_hash
 
 NOV_2 = 1793577600.0  # 2026-11-02 00:00 UTC
@@ -31,13 +31,6 @@ def index(redis_url: str) -> Iterator[DupeIndex]:
 
 def hash_of(data: bytes) -> int:
     return photo_hash(io.BytesIO(data))
-
-
-def recompressed(data: bytes, quality: int = 70, scale: float = 0.8) -> bytes:
-    image = Image.open(io.BytesIO(data))
-    out = io.BytesIO()
-    image.resize((int(image.width * scale), int(image.height * scale))).save(out, "JPEG", quality=quality)
-    return out.getvalue()
 
 
 def test_a_recompressed_downscaled_copy_on_another_ticket_is_found(index: DupeIndex) -> None:

@@ -15,7 +15,7 @@ import redis
 
 from deskmark.sandbox.freshdesk import SandboxFreshdesk
 from integrations.config import Settings
-from tests.conftest import Stack, wait_for
+from tests.helpers import Stack, wait_for
 from worker.app import QUEUE, Sender, make_celery
 from worker.store import Store
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,7 @@ from pathlib import Path
 import httpx
 
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import post_signed, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import free_port, post_signed, wait_for
 
 
 def test_deskmark_web_serves_the_app_under_gunicorn(deskmark_env: dict[str, str],

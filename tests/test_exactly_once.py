@@ -14,32 +14,23 @@ from collections.abc import Callable
 import pytest
 
 from deskmark.sandbox.openai import SandboxOpenAI
-from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.errors import PermanentError, RateLimited, RetryableError
-from integrations.events import job_id_for
-from tests.conftest import Stack, WorkerProcess, post_signed, settled, wait_for
-from tests.test_zendesk_flow import calls_for, settle
+from tests.helpers import (
+    Stack,
+    WorkerProcess,
+    calls_for,
+    marked_notes,
+    post_signed,
+    send_photo,
+    settle,
+    settled,
+    wait_for,
+)
 from worker.retry import countdown
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
-
-
-def send_photo(zendesk: SandboxZendesk, web_url: str, subject: str, seed: int = 40,
-               size: tuple[int, int] = (800, 600)) -> tuple[int, str]:
-    """A ticket with one customer photo, its event delivered to `web_url`; returns (ticket, job)."""
-    ticket_id = zendesk.create_ticket(subject, "Damaged on arrival.")
-    comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo",
-                                  [("photo.jpg", damaged_product(*size, seed=seed), "image/jpeg")],
-                                  notify=False)
-    event = zendesk.event_for(ticket_id, comment, comment.attachments[0], CUSTOMER)
-    assert post_signed(web_url, zendesk, event).status_code == 202
-    return ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id))
-
-
-def marked_notes(zendesk: SandboxZendesk, ticket_id: int) -> list:
-    return [n for n in zendesk.notes(ticket_id) if n.attachments]
 
 
 # --- the policy ----------------------------------------------------------------------------------
@@ -69,7 +60,7 @@ def test_429_then_500_then_a_zendesk_upload_503_give_exactly_one_note(
     assert len(settle(zendesk, worker, ticket_id, 1, timeout=90)) == 1
     calls = calls_for(openai_fake, subject)
     assert len(calls) == 3  # 429, 500, then the one that worked; never more
-    assert calls[1]["time"] - calls[0]["time"] >= 2.0  # Retry-After was obeyed
+    assert float(str(calls[1]["time"])) - float(str(calls[0]["time"])) >= 2.0  # Retry-After was obeyed
 
 
 def test_insufficient_quota_is_dead_lettered_and_replay_delivers_the_note(
@@ -83,9 +74,9 @@ def test_insufficient_quota_is_dead_lettered_and_replay_delivers_the_note(
     ticket_id, job_id = send_photo(zendesk, stack.web.url, subject)
     wait_for(lambda: stack.store.job(job_id).get("state") == "failed", timeout=60)
     assert job_id in stack.store.dead_ids()
-    record = stack.store.job(job_id)
-    assert record["last_error"]["code"] == "insufficient_quota" and record["last_error"]["status"] == 429
-    assert record["last_error"]["request_id"].startswith("req_")
+    error = stack.store.job(job_id)["last_error"]
+    assert error is not None and error["code"] == "insufficient_quota" and error["status"] == 429
+    assert error["request_id"].startswith("req_")
     report = wait_for(lambda: zendesk.notes(ticket_id))[0]
     assert "run out of credit" in report.html_body and not report.attachments
     assert len(calls_for(openai_fake, subject)) <= 2

@@ -18,27 +18,25 @@ from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from integrations.config import Settings
 from integrations.events import RawRequest, job_id_for
+from integrations.freshdesk import SPEC as FRESHDESK
 from integrations.freshdesk.client import FreshdeskClient, inline_images
 from integrations.freshdesk.webhook import parse
-from tests.conftest import FIXTURES, FRESHDESK_GROUP, WorkerProcess, settled, wait_for
-from tests.test_zendesk_webhook import enqueued
+from tests.helpers import (
+    FIXTURES,
+    FRESHDESK_GROUP,
+    WorkerProcess,
+    calls_for,
+    check,
+    enqueued,
+    settle,
+    settled,
+    wait_for,
+)
 from webhooks import create_app
 from worker.images import sniff
 from worker.store import Store
 
 CUSTOMER = SandboxFreshdesk.CUSTOMER_ID
-
-
-def settle(freshdesk: SandboxFreshdesk, worker: WorkerProcess, ticket_id: int, count: int) -> list:
-    """Wait for `count` notes with files, then until nothing more can happen (see `settled`),
-    and return the notes with files: an extra note would be among them."""
-    wait_for(lambda: len([n for n in freshdesk.notes(ticket_id) if n.attachments]) >= count, timeout=60)
-    settled(freshdesk, worker.env["REDIS_URL"])
-    return [n for n in freshdesk.notes(ticket_id) if n.attachments]
-
-
-def calls_for(openai_fake: SandboxOpenAI, subject: str) -> list[dict[str, object]]:
-    return [c for c in openai_fake.calls if subject in str(c["prompt"])]
 
 
 # --- the webhook endpoint ----------------------------------------------------------------------
@@ -114,12 +112,11 @@ def test_inline_images_are_read_from_html() -> None:
 # --- the client against the loopback Freshdesk --------------------------------------------------
 def test_the_client_pages_conversations_and_honours_429(settings: Settings,
                                                        freshdesk: SandboxFreshdesk) -> None:
-    assert settings.helpdesk("freshdesk") is not None
     ticket_id = freshdesk.create_ticket("Paging", "many replies")
     for i in range(5):
         freshdesk.add_reply(ticket_id, f"reply {i}", [(f"r{i}.jpg", b"\xff\xd8\xff", "image/jpeg")])
     freshdesk.per_page = 2
-    client = FreshdeskClient(settings.helpdesk("freshdesk"), settings.attachment_hosts)
+    client = FreshdeskClient(settings.of(FRESHDESK), settings.attachment_hosts)
     try:
         assert [p.filename for p in client.photos(str(ticket_id))] == [f"r{i}.jpg" for i in range(5)]
         pages = [r for r in freshdesk.requests if r["path"].endswith(f"/{ticket_id}/conversations")]
@@ -250,7 +247,6 @@ def test_an_inline_image_on_a_foreign_bucket_is_never_fetched(
 
 
 def test_check_signs_in_to_freshdesk(deskmark_env: dict[str, str], tmp_path: Path) -> None:
-    from tests.test_check import check
 
     result = check(deskmark_env, tmp_path)
     assert result.returncode == 0 and "signed in as user 77000001" in result.stdout

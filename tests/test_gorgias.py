@@ -19,8 +19,8 @@ from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
 from integrations.events import job_id_for
-from tests.conftest import APPROVER, GORGIAS_SECRET, WorkerProcess, wait_for
-from tests.test_slack import review_message
+from integrations.gorgias import SPEC as GORGIAS
+from tests.helpers import APPROVER, GORGIAS_SECRET, WorkerProcess, check, review_message, wait_for
 from worker.store import Store
 
 
@@ -143,7 +143,7 @@ def test_the_client_pauses_while_the_bucket_is_empty(deskmark_env: dict[str, str
     sandbox = SandboxGorgias(bucket=3).start()
     try:
         own = Settings.from_env({**deskmark_env, **sandbox.environment("s3cret-s3cret")},
-                                dotenv=None).helpdesk("gorgias")
+                                dotenv=None).of(GORGIAS)
         client = GorgiasClient(own)
         ticket_id = sandbox.create_ticket("t", "hello", notify=False)
         for _ in range(3):
@@ -203,7 +203,7 @@ def test_without_users_0_the_own_user_is_found_by_email(deskmark_env: dict[str, 
     sandbox = SandboxGorgias(users_zero=False).start()
     try:
         own = Settings.from_env({**deskmark_env, **sandbox.environment("s3cret-s3cret")},
-                                dotenv=None).helpdesk("gorgias")
+                                dotenv=None).of(GORGIAS)
         assert GorgiasClient(own).own_user_id() == str(SandboxGorgias.AGENT_ID)
         paths = [r["path"] for r in sandbox.requests]
         assert paths == ["/api/users/0", "/api/users"]
@@ -212,7 +212,6 @@ def test_without_users_0_the_own_user_is_found_by_email(deskmark_env: dict[str, 
 
 
 def test_check_signs_in_to_gorgias(deskmark_env: dict[str, str], tmp_path: Path) -> None:
-    from tests.test_check import check
 
     result = check(deskmark_env, tmp_path)
     assert result.returncode == 0
@@ -232,7 +231,7 @@ def test_the_private_file_fallback_never_builds_another_api_path(gorgias: Sandbo
 
     settings = Settings.from_env({"REDIS_URL": redis_url, **gorgias.environment(GORGIAS_SECRET),
                                   "DESKMARK_ATTACHMENT_HOSTS": gorgias.files_host}, dotenv=None)
-    client = GorgiasClient(settings.helpdesk("gorgias"), settings.attachment_hosts)
+    client = GorgiasClient(settings.of(GORGIAS), settings.attachment_hosts)
     before = len(gorgias.requests)
     photo = SourcePhoto("1-0", "x.jpg", "image/jpeg", f"http://{gorgias.files_host}{path}")
     try:

@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -19,7 +20,7 @@ from integrations.config import Settings
 from integrations.events import Ignored, NoteFile, RawRequest, TicketEvent
 from integrations.helpdesk import HelpdeskSpec
 from integrations.registry import HELPDESKS
-from tests.conftest import FIXTURES, wait_for
+from tests.helpers import FIXTURES, wait_for
 from webhooks import create_app
 
 SPECS = list(HELPDESKS.values())
@@ -28,7 +29,7 @@ PHOTO = ("IMG_0001.jpg", damaged_product(seed=140), "image/jpeg")
 
 
 class Running:
-    def __init__(self, spec: HelpdeskSpec, redis_url: str) -> None:
+    def __init__(self, spec: HelpdeskSpec[Any], redis_url: str) -> None:
         self.spec = spec
         self.sandbox: HelpdeskSandbox = make_sandbox(spec).start()
         env = {"REDIS_URL": redis_url, "DESKMARK_ATTACHMENT_HOSTS": self.sandbox.files_host,
@@ -88,7 +89,7 @@ def test_every_fixture_parses_or_is_declared_unsupported(path: Path) -> None:
 
 def test_the_client_does_what_the_pipeline_needs(running: Running) -> None:
     sandbox, spec = running.sandbox, running.spec
-    client = spec.client(running.settings.helpdesk(spec.key), running.settings.attachment_hosts)
+    client = spec.client(running.settings.of(spec), running.settings.attachment_hosts, None)
     try:
         ticket_id = sandbox.customer_photo_ticket("Cracked lid", "It arrived cracked.", PHOTO,
                                                   ["existing"])

@@ -18,8 +18,9 @@ from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from integrations.config import Settings
 from integrations.events import job_id_for
+from integrations.helpscout import SPEC as HELPSCOUT
 from integrations.helpscout.client import HelpScoutClient
-from tests.conftest import HELPSCOUT_SECRET, WorkerProcess, settled, wait_for
+from tests.helpers import HELPSCOUT_SECRET, WorkerProcess, settled, wait_for
 
 
 def test_a_conversation_photo_and_a_reply_photo_get_one_note_each(
@@ -75,7 +76,7 @@ def test_a_forged_or_missing_signature_is_401_and_other_events_are_200(
 
 def test_tags_written_to_a_set_the_api_replaces_keep_every_other_writers_tag(
         helpscout: SandboxHelpScout, settings: Settings) -> None:
-    client = HelpScoutClient(settings.helpdesk("helpscout"))
+    client = HelpScoutClient(settings.of(HELPSCOUT))
     try:
         cid = helpscout.create_conversation("Tags", "x", [], tags=["vip"], notify=False)
         reads = 0
@@ -106,7 +107,7 @@ def test_tags_written_to_a_set_the_api_replaces_keep_every_other_writers_tag(
 
 def test_a_429_waits_for_x_ratelimit_retry_after(helpscout: SandboxHelpScout,
                                                   settings: Settings) -> None:
-    client = HelpScoutClient(settings.helpdesk("helpscout"))
+    client = HelpScoutClient(settings.of(HELPSCOUT))
     try:
         cid = helpscout.create_conversation("Limited", "x", [], notify=False)
         helpscout.faults.add("GET", rf"/v2/conversations/{cid}$", 429, {"message": "Rate limit"},

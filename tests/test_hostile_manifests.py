@@ -24,7 +24,7 @@ from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from deskmark.verify import Trust, deployment_trust
 from integrations.events import job_id_for
-from tests.conftest import Stack, WorkerProcess, post_signed, wait_for
+from tests.helpers import Stack, WorkerProcess, job_reaches, post_signed, wait_for
 from worker import credentials, manifests
 from worker.signals import checks_line, read_signals
 
@@ -197,7 +197,7 @@ def test_hostile_manifests_through_the_whole_stack(
         assert post_signed(stack.web.url, zendesk, event).status_code == 202
         jobs[name] = (ticket_id, job_id_for("zendesk", str(ticket_id), str(comment.attachments[0].id)))
     for _, job in jobs.values():
-        wait_for(lambda j=job: stack.store.job(j).get("state") == "done", timeout=120)
+        job_reaches(stack.store, job, "done", timeout=120)
     # The inflated header: marked, its Checks line says why its credentials are not read, and
     # the worker stayed under 1 GB (it went to 3.2 GB reading it in-process).
     ticket_id, job = jobs["bomb"]

@@ -92,7 +92,8 @@ def outside(mask: Image.Image) -> Image.Image:
 def only(box: tuple[float, ...], size: tuple[int, int], minus: Image.Image) -> Image.Image:
     """An L mask of `box`, without the pixels set in `minus`."""
     area = Image.new("L", size, 0)
-    area.paste(255, tuple(int(v) for v in box))
+    left, top, right, bottom = (int(v) for v in box)
+    area.paste(255, (left, top, right, bottom))
     return ImageChops.subtract(area, minus)
 
 
@@ -214,7 +215,7 @@ def test_an_unusable_model_mark_is_replaced_by_deskmarks_own_circle_and_label(
     assert share_equal(delivered, customer, damage_area) >= 0.99
 
     [item] = marked.meta["marks"]
-    assert item["drawn_by"] == "deskmark" and item["why"].startswith(why)
+    assert item["drawn_by"] == "deskmark" and (item["why"] or "").startswith(why)
     html = note_html("IMG_2.jpg", marked.meta, "dm-2")
     assert f"cracked screen (circled by deskmark: {item['why']})" in html
     assert "circled in red by" not in html
@@ -282,7 +283,8 @@ def test_a_refused_locate_model_is_named_in_the_note(openai_fake: SandboxOpenAI)
         "message": "The model `gpt-5.4` does not exist or you do not have access to it.",
         "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
     marked = marker_for(openai_fake).mark(damaged_product(800, 600))
-    assert "model_not_found" in marked.meta["located"]["problem"]
+    located = marked.meta["located"]
+    assert located is not None and "model_not_found" in located["problem"]
     assert marked.meta["marks"] == [] and marked.meta["unlocated_mark"]  # the stand-in circled it
     assert "locating failed: the configured model is not available" in note_html("x.jpg", marked.meta, "dm-6")
 

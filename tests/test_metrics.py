@@ -9,8 +9,7 @@ import httpx
 
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import WorkerProcess, post_signed
-from tests.test_zendesk_flow import settle
+from tests.helpers import WorkerProcess, post_signed, settle
 
 SERIES = ["deskmark_webhooks_total", "deskmark_jobs_total", "deskmark_edit_seconds_bucket",
           "deskmark_edit_seconds_count", "deskmark_edit_seconds_sum", "deskmark_spend_usd_total",

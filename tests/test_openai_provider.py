@@ -108,9 +108,11 @@ def test_the_locate_parser_is_built_offline_before_the_first_answer(
 ) -> None:
     # The SDK builds its validators for a parsed Response on first use, in every thread that
     # arrives before they are cached; deskmark builds them once, without the network, at start.
-    from openai._models import _CachedTypeAdapter  # the SDK's cache of built validators
+    from openai import _models  # the SDK's cache of built validators (an lru_cache)
 
-    _CachedTypeAdapter.cache_clear()
+    cached: Any = _models._CachedTypeAdapter
+
+    cached.cache_clear()
     prime_response_parsing.cache_clear()
 
     def refuse(*_: Any, **__: Any) -> None:
@@ -120,11 +122,11 @@ def test_the_locate_parser_is_built_offline_before_the_first_answer(
         offline.setattr(socket, "create_connection", refuse)
         offline.setattr(socket.socket, "connect", refuse)
         prime_response_parsing()
-    built = _CachedTypeAdapter.cache_info().misses
+    built = cached.cache_info().misses
     assert built > 0
     locator = OpenAILocator(Settings.from_env({
         "OPENAI_API_KEY": openai_fake.api_key, "OPENAI_BASE_URL": openai_fake.url}, dotenv=None))
     prepared = images.prepare(damaged_product(800, 600), lambda w, h: request_size("gpt-image-2", w, h))
     found = locator.locate(prepared.request_image, prepared.request_size, "cracked", "see photo")
     assert found.boxes and openai_fake.located
-    assert _CachedTypeAdapter.cache_info().misses == built  # the real answer built nothing new
+    assert cached.cache_info().misses == built  # the real answer built nothing new

@@ -14,7 +14,7 @@ from typing import Any
 
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import Stack, deliver_photo, wait_for
+from tests.helpers import Stack, job_reaches, send_photo, wait_for
 from worker.app import QUEUE
 from worker.recovery import POISON_DEATHS
 
@@ -27,7 +27,7 @@ def _job_of(message: dict[str, Any]) -> str:
 
 
 def queued_messages(stack: Stack) -> list[bytes]:
-    return list(stack.store.r.lrange(QUEUE, 0, -1))
+    return [m if isinstance(m, bytes) else m.encode() for m in stack.store.r.lrange(QUEUE, 0, -1)]
 
 
 def held_jobs(stack: Stack) -> set[str]:
@@ -42,8 +42,8 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_
         stack = make_stack(DESKMARK_LEASE_SECONDS="6", OPENAI_BASE_URL=slow.url,
                            OPENAI_API_KEY=slow.api_key)
         wait_for(lambda: stack.store.worker_seen(), timeout=60)
-        poison = deliver_photo(zendesk, stack.web.url, f"Poison {uuid.uuid4().hex[:6]}", 960)
-        others = [deliver_photo(zendesk, stack.web.url, f"Beside it {n}", 961 + n) for n in range(3)]
+        poison = send_photo(zendesk, stack.web.url, f"Poison {uuid.uuid4().hex[:6]}", 960, size=(640, 480))
+        others = [send_photo(zendesk, stack.web.url, f"Beside it {n}", 961 + n, size=(640, 480)) for n in range(3)]
         # All four in flight at once (each takes 6 s: locate and edit): then the first kill.
         wait_for(lambda: all(stack.store.job(j).get("state") == "running"
                              for _, j in [poison, *others]), timeout=60)
@@ -65,8 +65,11 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_
                 kills += 1
                 stack.add_worker()
                 # Until the reaper has noticed (the job's record counts it): then it runs again.
-                wait_for(lambda before=requeued: int(stack.store.job(poison[1]).get("requeued") or 0)
-                         > before or stack.store.job(poison[1]).get("state") == "failed", timeout=60)
+                def noticed(before: int = requeued) -> bool:
+                    record = stack.store.job(poison[1])
+                    return int(record.get("requeued") or 0) > before or record.get("state") == "failed"
+
+                wait_for(noticed, timeout=60)
             time.sleep(0.1)
         record = stack.store.job(poison[1])
         assert kills == POISON_DEATHS and record["worker_deaths"] == POISON_DEATHS
@@ -74,7 +77,7 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered_and_the_others_
         assert poison[1] in stack.store.dead_ids()
         assert in_flight_at_first_kill == 3  # the others did die with it at first
         for _, job in others:
-            wait_for(lambda j=job: stack.store.job(j).get("state") == "done", timeout=120)
+            job_reaches(stack.store, job, "done", timeout=120)
         # Nothing more can happen: nothing is queued, and each message the killed workers held
         # (kombu gives those back after the visibility timeout) is for a job that has ended, so
         # it will do nothing.

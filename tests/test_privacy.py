@@ -18,6 +18,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
 from integrations.config import Settings
+from tests.helpers import wait_for
 from worker import images
 from worker.marking import Marker, make_marker
 
@@ -257,7 +258,6 @@ def test_a_photo_with_every_kind_of_metadata_leaves_none_of_it_anywhere(
 ) -> None:
     from deskmark.sandbox.zendesk import SandboxZendesk
     from integrations.events import job_id_for
-    from tests.conftest import wait_for
     from worker.store import Store
 
     photo = everything_at_once()

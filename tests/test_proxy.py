@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.test_entry_points import free_port
+from tests.helpers import free_port, wait_for
 
 CADDYFILE = Path(__file__).parent.parent / "deploy" / "Caddyfile"
 

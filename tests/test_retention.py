@@ -10,8 +10,7 @@ from collections.abc import Callable
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import APPROVER, Stack, post_signed, wait_for
-from tests.test_exactly_once import send_photo
+from tests.helpers import APPROVER, Stack, post_signed, send_photo, wait_for
 
 DAY = 86400
 RETENTION_DAYS = 3

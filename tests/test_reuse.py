@@ -15,7 +15,7 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.errors import Throttled
 from integrations.events import job_id_for
-from tests.conftest import WorkerProcess, wait_for
+from tests.helpers import WorkerProcess, wait_for
 from worker import credentials
 from worker.pipeline import CLAIM_SECONDS, JobResults
 from worker.store import Store

@@ -15,9 +15,7 @@ from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import masked_url
 from integrations.logs import Redactor
-from tests.conftest import Stack, post_signed, wait_for
-from tests.test_entry_points import free_port
-from tests.test_exactly_once import send_photo
+from tests.helpers import Stack, free_port, post_signed, send_photo, wait_for
 
 PASSWORD = "redis-Pa55word-" + uuid.uuid4().hex[:8]
 

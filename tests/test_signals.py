@@ -8,6 +8,7 @@ import hashlib
 import io
 import time
 import uuid
+from typing import Any
 
 import httpx
 from PIL import Image
@@ -18,9 +19,7 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.events import job_id_for
-from tests.conftest import WorkerProcess, wait_for
-from tests.test_dupes import recompressed
-from tests.test_slack import review_message
+from tests.helpers import WorkerProcess, recompressed, review_message, wait_for
 from worker import credentials
 from worker.signals import checks_line, read_signals
 from worker.store import Store
@@ -191,7 +190,7 @@ def test_customer_written_text_is_capped_and_slack_blocks_stay_within_slacks_lim
     found = read_signals(io.BytesIO(photo), "image/jpeg", time.time())
     assert len(found["camera"]) <= 64 and "\x07" not in found["camera"] and "\u202e" not in found["camera"]
     assert found["camera"].startswith("PhoneMaker")
-    forged: dict = {"generated_by": "Tool\x00" + "Y" * 3000, "source_type": "z" * 500,
+    forged: Any = {"generated_by": "Tool\x00" + "Y" * 3000, "source_type": "z" * 500,
                     "camera": "C" * 4000, "credentials_unreadable": "\x1b" + "r" * 900}
     line = checks_line(forged)  # a record written by an older deskmark, or tampered with
     assert len(line) < 600 and "\x00" not in line and "\x1b" not in line

@@ -20,8 +20,16 @@ from integrations.errors import PermanentError
 from integrations.events import RawRequest, job_id_for
 from integrations.slack.interactions import verify
 from integrations.slack.notifier import Review, SlackNotifier, review_value
-from tests.conftest import APPROVER, Stack, WorkerProcess, post_signed, settled, wait_for
-from tests.test_exactly_once import send_photo
+from tests.helpers import (
+    APPROVER,
+    Stack,
+    WorkerProcess,
+    post_signed,
+    review_message,
+    send_photo,
+    settled,
+    wait_for,
+)
 from worker.store import Store
 
 SLACK_DOCS_BODY = (
@@ -38,11 +46,6 @@ def zendesk_photo(zendesk: SandboxZendesk, web: LoopbackServer) -> int:
     event = zendesk.event_for(ticket_id, comment, comment.attachments[0], zendesk.CUSTOMER_ID)
     assert post_signed(web.url, zendesk, event).status_code == 202
     return ticket_id
-
-
-def review_message(slack: SandboxSlack, label: str) -> Message:
-    return wait_for(lambda: (lambda found: found[0] if found else None)(slack.messages_about(label)),
-                    timeout=60)
 
 
 def test_the_slack_docs_signature_vector_verifies() -> None:

@@ -22,8 +22,7 @@ from flask.testing import FlaskClient
 
 from deskmark.sandbox.server import LoopbackServer
 from integrations.config import Settings
-from tests.conftest import FIXTURES
-from tests.test_zendesk_webhook import signed
+from tests.helpers import FIXTURES, signed
 from webhooks import MAX_BODY_BYTES, create_app
 
 Send = Callable[[bytes], int]

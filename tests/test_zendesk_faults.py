@@ -10,16 +10,14 @@ from deskmark.sandbox.photos import damaged_product
 from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.events import job_id_for
-from tests.conftest import WorkerProcess, post_signed, wait_for
-from tests.test_images import png_with_header_only
-from tests.test_zendesk_flow import calls_for, settle
+from tests.helpers import WorkerProcess, calls_for, job_reaches, png_with_header_only, post_signed, settle, wait_for
 from worker.images import sniff
 from worker.store import Store
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
 
 
-def send_photo(zendesk: SandboxZendesk, web: LoopbackServer, subject: str,
+def send_files(zendesk: SandboxZendesk, web: LoopbackServer, subject: str,
                files: list[tuple[str, bytes, str]]) -> int:
     ticket_id = zendesk.create_ticket(subject, "See the attached photo.")
     comment = zendesk.add_comment(ticket_id, CUSTOMER, "photo", files, notify=False)
@@ -37,7 +35,7 @@ def test_a_lost_answer_to_the_note_does_not_post_it_twice(
     zendesk.faults.add("PUT", r"/api/v2/tickets/\d+\.json$", 500, {"error": "timeout"},
                        after=True)
     subject = f"Lost answer {uuid.uuid4().hex[:8]}"
-    ticket_id = send_photo(zendesk, web, subject, [("a.jpg", damaged_product(seed=11), "image/jpeg")])
+    ticket_id = send_files(zendesk, web, subject, [("a.jpg", damaged_product(seed=11), "image/jpeg")])
     wait_for(lambda: "warranty_review" in zendesk.tickets[ticket_id].tags, timeout=60)
     notes = settle(zendesk, worker, ticket_id, 1)
     assert len(notes) == 1
@@ -52,7 +50,7 @@ def test_an_openai_outage_is_retried_to_one_note(
                            {"error": {"message": "The server had an error", "type": "server_error",
                                       "param": None, "code": None}})
     subject = f"Outage {uuid.uuid4().hex[:8]}"
-    ticket_id = send_photo(zendesk, web, subject, [("b.jpg", damaged_product(seed=12), "image/jpeg")])
+    ticket_id = send_files(zendesk, web, subject, [("b.jpg", damaged_product(seed=12), "image/jpeg")])
     assert len(settle(zendesk, worker, ticket_id, 1, timeout=60)) == 1
     assert len(calls_for(openai_fake, subject)) == 2
 
@@ -65,7 +63,7 @@ def test_a_moderation_block_is_not_retried_and_the_agents_are_told(
         "message": "Your request was rejected by the safety system.",
         "type": "image_generation_user_error", "param": None, "code": "moderation_blocked"}})
     subject = f"Blocked {uuid.uuid4().hex[:8]}"
-    ticket_id = send_photo(zendesk, web, subject, [("c.jpg", damaged_product(seed=13), "image/jpeg")])
+    ticket_id = send_files(zendesk, web, subject, [("c.jpg", damaged_product(seed=13), "image/jpeg")])
     note = wait_for(lambda: zendesk.notes(ticket_id), timeout=30)[0]
     assert "could not mark the photo" in note.html_body and "moderation" in note.html_body
     assert not note.attachments
@@ -73,7 +71,7 @@ def test_a_moderation_block_is_not_retried_and_the_agents_are_told(
                         str(zendesk.tickets[ticket_id].comments[1].attachments[0].id))
     record = Store.from_url(redis_url).job(job_id)
     assert record["state"] == "failed"
-    assert record["last_error"]["code"] == "moderation_blocked"
+    assert record["last_error"] is not None and record["last_error"]["code"] == "moderation_blocked"
     assert len(calls_for(openai_fake, subject)) == 1
     assert "warranty_review" not in zendesk.tickets[ticket_id].tags
 
@@ -84,7 +82,7 @@ def test_hostile_files_are_reported_and_a_good_photo_beside_them_is_marked(
 ) -> None:
     good = damaged_product(seed=14)
     subject = f"Mixed files {uuid.uuid4().hex[:8]}"
-    ticket_id = send_photo(zendesk, web, subject, [
+    ticket_id = send_files(zendesk, web, subject, [
         ("bomb.png", png_with_header_only(100_000, 100_000), "image/png"),
         ("cut.jpg", good[: len(good) // 2], "image/jpeg"),
         ("photo.jpg", b"<html><body>not a photo</body></html>", "image/jpeg"),
@@ -103,7 +101,7 @@ def test_hostile_files_are_reported_and_a_good_photo_beside_them_is_marked(
         assert any(attachment.file_name in r and reason in r for r in reports)
     assert len(calls_for(openai_fake, subject)) == 1
     # ... and the worker is still there, marking the next photo.
-    again = send_photo(zendesk, web, f"After {subject}", [("next.jpg", damaged_product(seed=15),
+    again = send_files(zendesk, web, f"After {subject}", [("next.jpg", damaged_product(seed=15),
                                                           "image/jpeg")])
     assert len(settle(zendesk, worker, again, 1)) == 1
 
@@ -121,7 +119,7 @@ def test_an_iphone_heic_photo_is_marked(
     out = io.BytesIO()
     Image.open(io.BytesIO(damaged_product(1200, 900, seed=171, fmt="PNG"))).save(out, format="HEIF", quality=85)
     subject = f"HEIC {uuid.uuid4().hex[:8]}"
-    ticket_id = send_photo(zendesk, web, subject, [("IMG_0420.HEIC", out.getvalue(), "image/heic")])
+    ticket_id = send_files(zendesk, web, subject, [("IMG_0420.HEIC", out.getvalue(), "image/heic")])
     [note] = settle(zendesk, worker, ticket_id, 1)
     assert note.attachments[0].file_name == "IMG_0420-marked.jpg"
     assert sniff(note.attachments[0].data) == "JPEG"
@@ -148,7 +146,6 @@ def test_attachment_urls_pointing_inside_are_never_fetched(
                      "content_url": url}}}}
         assert post_signed(web.url, zendesk, event).status_code == 202
     for name in urls:
-        record = wait_for(lambda n=name: (lambda r: r if r.get("state") == "failed" else None)(
-            store.job(job_id_for("zendesk", str(ticket_id), ids[n]))))
+        record = job_reaches(store, job_id_for("zendesk", str(ticket_id), ids[name]), "failed")
         assert "not zendesk's nor an allowed attachment location" in record["reason"]
     assert store.r.info("clients")["connected_clients"] <= clients_before + 1

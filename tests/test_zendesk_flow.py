@@ -18,7 +18,8 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.config import Settings
 from integrations.events import job_id_for
-from tests.conftest import WARRANTY_GROUP, Stack, WorkerProcess, post_signed, settled, wait_for
+from integrations.zendesk import SPEC as ZENDESK
+from tests.helpers import WARRANTY_GROUP, WorkerProcess, calls_for, post_signed, settle, settled, wait_for
 from worker import credentials
 from worker.images import sniff
 from worker.store import Store
@@ -30,20 +31,6 @@ def png_screenshot() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (900, 600), (240, 240, 240)).save(out, format="PNG")
     return out.getvalue()
-
-
-def calls_for(openai_fake: SandboxOpenAI, subject: str) -> list[dict[str, object]]:
-    return [c for c in openai_fake.calls if subject in str(c["prompt"])]
-
-
-def settle(zendesk: SandboxZendesk, running: WorkerProcess | Stack, ticket_id: int, count: int,
-           timeout: float = 60) -> list:
-    """Wait for `count` notes with files, then until nothing more can happen (see `settled`:
-    `running` is the worker or the stack whose Redis to watch), and return the notes with
-    files: an extra note would be among them."""
-    wait_for(lambda: len([n for n in zendesk.notes(ticket_id) if n.attachments]) >= count, timeout=timeout)
-    settled(zendesk, running.env["REDIS_URL"])
-    return [n for n in zendesk.notes(ticket_id) if n.attachments]
 
 
 def test_attachment_event_gets_exactly_one_marked_note(
@@ -201,8 +188,7 @@ def test_only_deskmarks_own_private_comment_counts_as_its_note(zendesk: SandboxZ
     from integrations.events import NoteFile
     from integrations.zendesk.client import ZendeskClient
 
-    assert settings.helpdesk("zendesk") is not None
-    client = ZendeskClient(settings.helpdesk("zendesk"), settings.attachment_hosts)
+    client = ZendeskClient(settings.of(ZENDESK), settings.attachment_hosts)
     ticket_id = zendesk.create_ticket(f"Note check {uuid.uuid4().hex[:8]}", "Broken.")
     marker = "job dm-0123456789abcdef"  # derived from ids the customer can see
     zendesk.add_comment(ticket_id, CUSTOMER, f"not a note: {marker}", [], notify=False)

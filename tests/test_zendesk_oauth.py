@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import Stack, deliver_photo, settled, wait_for
+from tests.helpers import Stack, job_reaches, send_photo, settled, wait_for
 
 CUSTOMER = SandboxZendesk.CUSTOMER_ID
 LIFETIME = 15.0  # seconds a sandbox token lives in these tests (Zendesk's default is 30 min)
@@ -26,10 +26,11 @@ def test_two_workers_share_15_second_tokens_over_a_minute_of_photos(
         started = time.monotonic()
         tickets = []
         for n in range(10):  # ten photos sent over a minute
-            tickets.append(deliver_photo(zendesk, stack.web.url, f"OAuth {uuid.uuid4().hex[:6]}", 900 + n))
+            tickets.append(send_photo(zendesk, stack.web.url, f"OAuth {uuid.uuid4().hex[:6]}", 900 + n,
+                                      size=(640, 480)))
             time.sleep(6)
-        for ticket_id, _ in tickets:
-            wait_for(lambda t=ticket_id: len(zendesk.marked_notes(t)) >= 1, timeout=90)
+        for _, job_id in tickets:
+            job_reaches(stack.store, job_id, "done", timeout=90)
         settled(zendesk, stack.env["REDIS_URL"])
         elapsed = time.monotonic() - started
         assert [len(zendesk.marked_notes(t)) for t, _ in tickets] == [1] * 10
@@ -57,7 +58,8 @@ def test_a_wrong_client_secret_fails_once_with_its_name_and_no_retry_storm(
         make_stack: Callable[..., Stack], zendesk: SandboxZendesk) -> None:
     stack = make_stack(ZENDESK_CLIENT_SECRET="not-the-client-secret")
     grants_before = len(zendesk.grants)
-    ticket_id, _ = deliver_photo(zendesk, stack.web.url, f"Wrong secret {uuid.uuid4().hex[:6]}", 920)
+    ticket_id, _ = send_photo(zendesk, stack.web.url, f"Wrong secret {uuid.uuid4().hex[:6]}", 920,
+                              size=(640, 480))
     wait_for(lambda: stack.store.dead_ids(), timeout=60)
     settled(zendesk, stack.env["REDIS_URL"])
     [dead] = stack.store.jobs(stack.store.dead_ids())

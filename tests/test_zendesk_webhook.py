@@ -22,7 +22,7 @@ from deskmark.sandbox.server import LoopbackServer
 from integrations.config import Settings
 from integrations.events import Ignored, RawRequest
 from integrations.zendesk.webhook import ZendeskSignature, parse
-from tests.conftest import FIXTURES, WEBHOOK_SECRET
+from tests.helpers import FIXTURES, WEBHOOK_SECRET, enqueued, now_stamp, signed
 from webhooks import create_app
 from worker.app import QUEUE
 from worker.store import Store
@@ -30,23 +30,6 @@ from worker.store import Store
 ZENDESK_FIXTURES = sorted((FIXTURES / "zendesk").glob("*.json"))
 ATTACHMENT_EVENT = json.loads((FIXTURES / "zendesk" /
                                "ticket.attachment_linked_to_comment__jpeg.json").read_text())
-
-
-def now_stamp(offset: timedelta = timedelta()) -> str:
-    return (datetime.now(UTC) + offset).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def signed(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: str | None = None,
-           invocation: str | None = "inv-1") -> dict[str, str]:
-    timestamp = timestamp or now_stamp()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Zendesk-Webhook-Signature": ZendeskSignature(secret).generate(timestamp, body),
-        "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
-    }
-    if invocation:
-        headers["X-Zendesk-Webhook-Invocation-Id"] = invocation
-    return headers
 
 
 @pytest.fixture
@@ -64,16 +47,6 @@ def client(intake_env: dict[str, str]) -> FlaskClient:
 @pytest.fixture
 def queue(intake_env: dict[str, str]) -> redis.Redis:
     return redis.Redis.from_url(intake_env["REDIS_URL"])
-
-
-def enqueued(queue: redis.Redis) -> list[dict[str, object]]:
-    """The task messages waiting on deskmark's queue, decoded."""
-    messages = []
-    for raw in queue.lrange(QUEUE, 0, -1):
-        envelope = json.loads(raw)
-        args = json.loads(base64.b64decode(envelope["body"]))[0]
-        messages.append({"task": envelope["headers"]["task"], "event": args[0]})
-    return messages
 
 
 # --- signature ---------------------------------------------------------------------------------
@@ -117,7 +90,7 @@ def test_trigger_body_is_enqueued(client: FlaskClient, queue: redis.Redis) -> No
     response = client.post("/webhooks/zendesk", data=body, headers=signed(body))
     assert response.status_code == 202
     [message] = enqueued(queue)
-    assert message["event"]["kind"] == "trigger"  # type: ignore[index]
+    assert message["event"]["kind"] == "trigger"
 
 
 def _body_first(body: bytes) -> dict[str, str]:

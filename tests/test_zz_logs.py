@@ -9,7 +9,7 @@ import pytest
 
 from deskmark.sandbox.helpscout import SandboxHelpScout
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.conftest import WorkerProcess
+from tests.helpers import WorkerProcess
 
 
 def test_no_secret_appears_in_the_worker_logs(worker: WorkerProcess, deskmark_env: dict[str, str],

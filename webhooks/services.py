@@ -4,7 +4,7 @@ store, the Celery app, each helpdesk's webhook check. `services()` is the app's 
 from __future__ import annotations
 
 import functools
-from typing import cast
+from typing import Any, cast
 
 from celery import Celery
 from flask import current_app
@@ -41,7 +41,7 @@ class Services:
         """Each configured helpdesk's webhook check (Zendesk's keeps its key ready)."""
         return {key: HELPDESKS[key].verifier(own) for key, own in self.settings.helpdesks.items()}
 
-    def spec(self, vendor: str) -> HelpdeskSpec:
+    def spec(self, vendor: str) -> HelpdeskSpec[Any]:
         return HELPDESKS[vendor]
 
     def close(self) -> None:
