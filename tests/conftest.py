@@ -27,10 +27,14 @@ from tests.helpers import (
     FRESHDESK_GROUP,
     GORGIAS_SECRET,
     HELPSCOUT_SECRET,
+    TOKEN_ISSUERS,
     WARRANTY_GROUP,
     WEBHOOK_SECRET,
     Stack,
     WorkerProcess,
+    configured,
+    leaks,
+    secrets_of_the_run,
 )
 
 
@@ -48,6 +52,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def zendesk() -> Iterator[SandboxZendesk]:
     sandbox = SandboxZendesk().start()
+    TOKEN_ISSUERS.append(sandbox)
     yield sandbox
     sandbox.stop()
 
@@ -71,6 +76,7 @@ def gorgias() -> Iterator[SandboxGorgias]:
 def helpscout() -> Iterator[SandboxHelpScout]:
     # Two threads a page: every conversation with more than two threads is read across pages.
     sandbox = SandboxHelpScout(page_size=2).start()
+    TOKEN_ISSUERS.append(sandbox)
     yield sandbox
     sandbox.stop()
 
@@ -101,7 +107,7 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
                  gorgias: SandboxGorgias, helpscout: SandboxHelpScout, slack: SandboxSlack,
                  openai_fake: SandboxOpenAI) -> dict[str, str]:
     """The configuration a deployer would write, pointing at the loopback vendors."""
-    return {
+    env = {
         "REDIS_URL": redis_url,
         "OPENAI_API_KEY": openai_fake.api_key,
         "OPENAI_BASE_URL": openai_fake.url,
@@ -128,11 +134,24 @@ def deskmark_env(redis_url: str, zendesk: SandboxZendesk, freshdesk: SandboxFres
         "SLACK_API_URL": slack.url,
         "SLACK_APPROVER_IDS": f"{APPROVER},U0OTHERBOSS",
     }
+    configured(Settings.from_env(env, dotenv=None))
+    return env
 
 
 @pytest.fixture(scope="session")
 def settings(deskmark_env: dict[str, str]) -> Settings:
-    return Settings.from_env(deskmark_env, dotenv=None)
+    return configured(Settings.from_env(deskmark_env, dotenv=None))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the run, in any order and any part of the suite: no log any worker or
+    stack of this run wrote holds a configured secret or a granted token (tests.helpers)."""
+    yield
+    logs = [p for p in tmp_path_factory.getbasetemp().rglob("*.log") if p.is_file() and p.stat().st_size]
+    found = leaks(logs, secrets_of_the_run())
+    if found:
+        pytest.fail(f"secrets in the logs of this run: {', '.join(found)}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -189,6 +189,35 @@ def recompressed(data: bytes, quality: int = 70, scale: float = 0.8) -> bytes:
     return out.getvalue()
 
 
+# --- the log check ------------------------------------------------------------------------------
+# Every secret a test configured (deskmark_env, every Stack: from Settings.secrets(), so each
+# helpdesk's own settings say what is secret) and every sandbox that grants tokens. The session
+# fixture in conftest.py greps every log of the run for all of them at the end.
+CONFIGURED_SECRETS: set[str] = set()
+TOKEN_ISSUERS: list[Any] = []
+
+
+def configured(settings: Settings) -> Settings:
+    """Note a configuration's secrets for the log check; return the settings."""
+    CONFIGURED_SECRETS.update(settings.secrets())
+    return settings
+
+
+def secrets_of_the_run() -> list[str]:
+    """Every secret configured so far, and every token a sandbox granted."""
+    issued = [token for sandbox in TOKEN_ISSUERS for token in sandbox.tokens_issued()]
+    return sorted(CONFIGURED_SECRETS | set(issued))
+
+
+def leaks(logs: list[Path], secrets: list[str]) -> list[str]:
+    """Where a secret appears in the logs: "<file>: <first 3 characters>…", one per find."""
+    found = []
+    for log in logs:
+        text = log.read_text(errors="replace")
+        found += [f"{log.name}: {secret[:3]}…" for secret in secrets if secret and secret in text]
+    return found
+
+
 # --- processes -----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -246,7 +275,7 @@ class Stack:
         self.workdir = workdir
         self.redis = EmbeddedRedis(appendonly=appendonly, password=redis_password).start()
         self.env = {**base_env, "REDIS_URL": self.redis.url, **overrides}
-        self.settings = Settings.from_env(self.env, dotenv=None)
+        self.settings = configured(Settings.from_env(self.env, dotenv=None))
         self.app = create_app(self.settings)
         self.web = LoopbackServer(self.app).start()
         self.store = Store.from_url(self.redis.url, retention_days=self.settings.retention_days)
