@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import random
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -131,14 +130,11 @@ def test_a_hot_bucket_is_capped_and_its_lookups_bounded(redis_url: str) -> None:
     pipe.execute()
     hot = f"dm:ph:0:{base >> 48:04x}"
     assert client.llen(hot) == 200_000  # as a bulk load left it
-    started = time.perf_counter()
+    # (bench/dupes.py times the two below: add p99 under a millisecond, lookup a few.)
     assert index.add("dm-hot-new", base, "zendesk", "999999", "r")
-    assert time.perf_counter() - started < 0.1  # was 298 ms: it scanned the bucket
     assert client.llen(hot) == BUCKET_CAP
     assert not index.add("dm-hot-new", base, "zendesk", "999999", "r")  # once, without a scan
-    started = time.perf_counter()
-    found = index.find(base ^ 1)
-    assert time.perf_counter() - started < 0.5  # was 3.2 s, with 200k matches
+    found = index.find(base ^ 1)  # was 200k matches
     assert 1 <= len(found) <= MAX_MATCHES and found[0].photo_id == "dm-hot-new"
     assert plain(0) and plain(2**64 - 1) and index.find(0) == []  # a flat image matches nothing
     client.flushdb()

@@ -79,7 +79,7 @@ def test_insufficient_quota_is_dead_lettered_and_replay_delivers_the_note(
     assert error["request_id"].startswith("req_")
     report = wait_for(lambda: zendesk.notes(ticket_id))[0]
     assert "run out of credit" in report.html_body and not report.attachments
-    assert len(calls_for(openai_fake, subject)) <= 2
+    assert 1 <= len(calls_for(openai_fake, subject)) <= 2  # the refused call, and at most one retry
 
     # The quota is back (the fault is spent): replay the dead letters.
     result = subprocess.run([sys.executable, "-m", "deskmark.cli", "replay", "--failed"],

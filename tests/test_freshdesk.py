@@ -166,7 +166,7 @@ def test_a_photo_in_the_description_gets_one_note_with_tags_merged(
     assert ticket.tags == ["vip", "delivery", "deskmark_annotated", "warranty_review"]
     assert ticket.group_id == int(FRESHDESK_GROUP)
     assert len(calls_for(openai_fake, subject)) == 1
-    assert all(r["authorization"] is None for r in freshdesk.files.requests)
+    assert freshdesk.files.requests and all(r["authorization"] is None for r in freshdesk.files.requests)
 
 
 def test_a_photo_in_the_second_conversation_with_a_lying_extension_is_marked(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.helpers import APPROVER, Stack, post_signed, send_photo, wait_for
+from tests.helpers import APPROVER, Stack, post_signed, send_photo, settled, wait_for
 
 DAY = 86400
 RETENTION_DAYS = 3
@@ -74,7 +74,7 @@ def test_every_key_deskmark_writes_has_an_end_unless_it_is_meant_to_live(
     wait_for(lambda: stack.store.job(failed).get("state") == "failed", timeout=60)
     assert post_signed(stack.web.url, zendesk, {"ticket_id": "4040404"}).status_code == 202
     wait_for(lambda: any(i.startswith("ev-") for i in stack.store.dead_ids()), timeout=30)
-    time.sleep(1)
+    settled(zendesk, stack.env["REDIS_URL"])  # nothing more is written
 
     seen: dict[str, int] = {}
     for raw in stack.store.r.scan_iter(count=1000):

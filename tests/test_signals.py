@@ -150,6 +150,7 @@ def test_twenty_different_photos_flag_nothing(
 ) -> None:
     store = Store.from_url(deskmark_env["REDIS_URL"])
     sent = [photo_ticket(zendesk, store, scene(seed), author=2000 + seed) for seed in range(950, 970)]
+    assert len(sent) == 20
     wait_for(lambda: all(store.job(job_id).get("state") == "done" for _, job_id in sent), timeout=240)
     for ticket_id, _ in sent:
         assert zendesk.tickets[ticket_id].tags == ["deskmark_annotated", "warranty_review"], ticket_id
@@ -197,7 +198,7 @@ def test_customer_written_text_is_capped_and_slack_blocks_stay_within_slacks_lim
     review = Review("dm-x", "zendesk", "1", "http://x/1", "a" * 5000 + ".jpg", b"\xff\xd8", "w" * 9000,
                     "crack", "$0", checks="Checks: " + "c" * 9000)
     text, blocks = review_message(review, buttons=True)
-    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
+    assert blocks and all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section")
     assert [b["type"] for b in blocks] == ["section", "section", "actions"]
     title, comment = share_message(review)
     assert len(title) <= 250 and len(comment) <= 3000

@@ -110,7 +110,7 @@ def test_trigger_marks_every_image_inline_included_and_skips_a_pdf(
                                                                  "kettle-marked.jpg"]
     assert len(calls_for(openai_fake, subject)) == 2
     listing = [r for r in zendesk.requests if r["path"].endswith(f"/{ticket_id}/comments.json")]
-    assert all("include_inline_images=true" in r["query"] for r in listing)
+    assert listing and all("include_inline_images=true" in r["query"] for r in listing)
     store = Store.from_url(redis_url)
     pdf = store.job(job_id_for("zendesk", str(ticket_id), str(first.attachments[1].id)))
     assert pdf["state"] == "skipped" and "not an image" in pdf["reason"]
