@@ -37,6 +37,15 @@ from tests.helpers import (
     secrets_of_the_run,
 )
 
+E2E_FIXTURES = {"worker", "make_stack"}  # real worker processes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs real worker processes is end to end (marked e2e) wherever it is."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:

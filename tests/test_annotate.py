@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
 from worker.images import sniff
+
+pytestmark = pytest.mark.e2e  # runs `deskmark annotate` as a process
 
 
 def annotate(args: list[str], env: dict[str, str], cwd: Path, stderr: int = subprocess.PIPE,

@@ -17,6 +17,8 @@ from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.zendesk import SandboxZendesk
 from tests.helpers import Stack, marked_notes, send_photo, wait_for
 
+pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
+
 CHROMIUM = os.environ.get("DESKMARK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium's own background traffic is refused on a closed network: turn it off.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,8 +7,12 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
 from deskmark.sandbox.zendesk import SandboxZendesk
 from tests.helpers import check
+
+pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
 
 
 def test_check_passes_against_working_vendors_and_names_each(deskmark_env: dict[str, str],

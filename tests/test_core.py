@@ -57,11 +57,17 @@ def make_runtime(env: dict[str, str]) -> pipeline.Runtime:
         notifier=SlackNotifier(settings.slack) if settings.slack else None)
 
 
+def close(runtime: pipeline.Runtime) -> None:
+    for client in runtime.helpdesks.values():
+        client.close()
+    runtime.store.r.close()
+
+
 @pytest.fixture
 def rt(core_env: dict[str, str]) -> Iterator[pipeline.Runtime]:
     runtime = make_runtime(core_env)
     yield runtime
-    runtime.store.r.close()
+    close(runtime)
 
 
 def ticket_event(zendesk: SandboxZendesk, files: list[tuple[str, bytes, str]],
@@ -98,13 +104,17 @@ def test_a_ticket_scan_makes_a_job_per_photo_and_records_a_skipped_file(
 def test_deskmarks_own_action_and_untagged_tickets_are_ignored(
         core_env: dict[str, str], zendesk: SandboxZendesk) -> None:
     rt = make_runtime(core_env)
-    _, own = ticket_event(zendesk, [photo(3)], actor=SandboxZendesk.AGENT_ID)
-    assert pipeline.expand_event(own, rt) == []
     tagged = make_runtime({**core_env, "DESKMARK_TRIGGER_TAGS": "damage"})
-    _, untagged = ticket_event(zendesk, [photo(4)], tags=["billing"])
-    _, damage = ticket_event(zendesk, [photo(5)], tags=["damage"])
-    assert pipeline.expand_event(untagged, tagged) == []
-    assert [j.photo.filename for j in pipeline.expand_event(damage, tagged)] == ["p5.jpg"]
+    try:
+        _, own = ticket_event(zendesk, [photo(3)], actor=SandboxZendesk.AGENT_ID)
+        assert pipeline.expand_event(own, rt) == []
+        _, untagged = ticket_event(zendesk, [photo(4)], tags=["billing"])
+        _, damage = ticket_event(zendesk, [photo(5)], tags=["damage"])
+        assert pipeline.expand_event(untagged, tagged) == []
+        assert [j.photo.filename for j in pipeline.expand_event(damage, tagged)] == ["p5.jpg"]
+    finally:
+        close(rt)
+        close(tagged)
 
 
 # --- the pipeline's steps and the decision -------------------------------------------------------

@@ -58,6 +58,7 @@ def keys() -> credentials.Keys:
     return credentials.throwaway_keys()
 
 
+@pytest.mark.e2e  # `deskmark verify` as a process
 def test_a_signed_photo_verifies_and_names_the_original_model_region_and_job(
         keys: credentials.Keys, tmp_path: Path) -> None:
     signed = credentials.sign(marked_jpeg(), io.BytesIO(ORIGINAL), "image/jpeg", FACTS, keys)
@@ -75,6 +76,7 @@ def test_a_signed_photo_verifies_and_names_the_original_model_region_and_job(
     assert "signer           deskmark throwaway signer (issued by deskmark)" in out
 
 
+@pytest.mark.e2e  # `deskmark verify` as a process
 def test_changed_pixels_or_no_credentials_exit_1(keys: credentials.Keys, tmp_path: Path) -> None:
     signed = credentials.sign(marked_jpeg(), io.BytesIO(ORIGINAL), "image/jpeg", FACTS, keys)
     good, changed, plain = tmp_path / "good.jpg", tmp_path / "changed.jpg", tmp_path / "plain.jpg"

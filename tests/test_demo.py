@@ -14,6 +14,8 @@ import pytest
 
 from worker.images import load, sniff
 
+pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
+
 
 @pytest.mark.parametrize("helpdesk", ["zendesk", "freshdesk", "helpscout"])
 def test_demo_exits_0_and_prints_a_marked_image_that_exists(helpdesk: str, tmp_path: Path) -> None:

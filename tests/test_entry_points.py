@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from deskmark.sandbox.zendesk import SandboxZendesk
 from tests.helpers import free_port, post_signed, wait_for
+
+pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
 
 
 def test_deskmark_web_serves_the_app_under_gunicorn(deskmark_env: dict[str, str],

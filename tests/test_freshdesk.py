@@ -246,6 +246,7 @@ def test_an_inline_image_on_a_foreign_bucket_is_never_fetched(
     assert "not freshdesk's nor an allowed attachment location" in record["reason"]
 
 
+@pytest.mark.e2e  # `deskmark check` / `verify` as a process
 def test_check_signs_in_to_freshdesk(deskmark_env: dict[str, str], tmp_path: Path) -> None:
 
     result = check(deskmark_env, tmp_path)

@@ -211,6 +211,7 @@ def test_without_users_0_the_own_user_is_found_by_email(deskmark_env: dict[str, 
         sandbox.stop()
 
 
+@pytest.mark.e2e  # `deskmark check` / `verify` as a process
 def test_check_signs_in_to_gorgias(deskmark_env: dict[str, str], tmp_path: Path) -> None:
 
     result = check(deskmark_env, tmp_path)

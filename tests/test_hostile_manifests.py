@@ -118,6 +118,7 @@ def test_no_reader_of_deskmarks_connects_anywhere(listener: Listener, tmp_path: 
     assert listener.connections == before
 
 
+@pytest.mark.e2e  # `deskmark check` / `verify` as a process
 def test_verify_knows_whose_signature_it_is(tmp_path: Path) -> None:
     ours, lookalike = credentials.throwaway_keys(), credentials.throwaway_keys()  # the same names
     photo = _plain_jpeg()

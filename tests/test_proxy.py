@@ -17,6 +17,8 @@ import pytest
 
 from tests.helpers import free_port, wait_for
 
+pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
+
 CADDYFILE = Path(__file__).parent.parent / "deploy" / "Caddyfile"
 
 

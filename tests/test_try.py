@@ -25,6 +25,8 @@ from deskmark.sandbox.slack import SandboxSlack
 from integrations.registry import HELPDESKS
 from worker.limits import day_key
 
+pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
+
 TOKEN_PATHS = ("/oauth/tokens", "/v2/oauth2/token")  # a grant is no write to a ticket
 
 

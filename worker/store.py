@@ -354,10 +354,6 @@ class Store:
         self.count_failure(f"{event.get('vendor')} ticket unreadable" + (f": {detail}" if detail else ""))
         return event_id
 
-    def lease_left(self, job_id: str) -> float:
-        ttl = self.r.pttl(f"dm:lease:{job_id}")
-        return max(0.0, ttl / 1000) if isinstance(ttl, int) and ttl > 0 else 0.0
-
     # --- the marked image ---------------------------------------------------------------------
     def shared_signer(self, make: Callable[[], str]) -> str:
         """The deployment's throwaway content-credentials signer (worker.credentials): made by

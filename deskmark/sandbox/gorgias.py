@@ -48,7 +48,6 @@ __all__ = ["SandboxGorgias"]
 BUCKET = 40  # calls per WINDOW seconds, for an API key
 WINDOW = 20.0
 CURSOR_SECONDS = 300
-DOMAIN_HASH = "a1b2c3"  # the account's folder on the file host
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
@@ -25,8 +26,10 @@ class LoopbackServer:
         self._server = make_server(host, port, app, threaded=True)
         self.host = host
         self.port = self._server.server_port
+        # A short poll: stop() returns within 50 ms (at the default 0.5 s, every stack and
+        # sandbox the tests stop waited half a second per server).
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name=f"loopback-{self.port}")
+                                        kwargs={"poll_interval": 0.05}, name=f"loopback-{self.port}")
 
     @property
     def url(self) -> str:
@@ -159,6 +162,11 @@ class HelpdeskSandbox:
         return httpx.Client(timeout=15)
 
     def stop(self) -> None:
+        # Webhooks still being sent from their threads finish first (bounded): closing their
+        # client under them would fail them, in whatever test or demo runs next.
+        deadline = time.monotonic() + 20
+        while self.sending and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.api.stop()
         self.files.stop()
         if "webhooks" in self.__dict__:
