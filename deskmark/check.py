@@ -15,7 +15,7 @@ import redis
 from integrations.config import ConfigError, Settings, masked_url
 from integrations.errors import VendorError
 from integrations.helpdesk import HelpdeskSpec
-from integrations.models import retirement_problem, retirement_warning
+from integrations.models import TYPICAL_SIZE, estimate_usd, prices_of, retirement_problem, retirement_warning
 from integrations.openai_images import make_client, translate
 from integrations.registry import HELPDESKS
 from integrations.slack.notifier import SlackNotifier
@@ -61,8 +61,13 @@ def _openai(settings: Settings) -> Finding:
         if model and model not in available:
             warnings.append(f"{name}={model} is not in this key's model list")
     locate = f", locating with {settings.locate_model}" if settings.locate_model else ", locating off"
+    (text, image, out), known = prices_of(settings.edit_model)
+    each = estimate_usd(settings.edit_model, TYPICAL_SIZE, settings.edit_quality, settings.locate_model)
+    price = (f"${text:g} / ${image:g} / ${out:g} per 1M tokens" if known
+             else "no price on file: counted at the highest")
     return Finding("openai", True, f"key accepted; editing with {settings.edit_model} "
-                                   f"({settings.edit_quality}){locate}",
+                                   f"({settings.edit_quality}; {price}; about ${each:.3f} a photo)"
+                                   f"{locate}",
                    "; ".join(warnings) or None)
 
 

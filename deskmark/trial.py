@@ -25,7 +25,7 @@ import redis
 from deskmark.annotate import write_new
 from integrations.config import Settings, masked_url
 from integrations.errors import Throttled, UnsafeURL, UnusablePhoto, VendorError
-from integrations.models import estimate_usd
+from integrations.models import TYPICAL_SIZE, estimate_usd
 from integrations.registry import HELPDESKS
 from integrations.slack.notifier import review_message, share_message
 from integrations.tokens import RedisTokenCache
@@ -39,7 +39,6 @@ from worker.store import Store
 
 __all__ = ["run_try"]
 
-TYPICAL_SIZE = (1536, 1152)  # the request size of a 4:3 phone photo (worker.marking)
 THROTTLE_WAIT_CAP = 60.0
 
 

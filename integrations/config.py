@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 from integrations.env import ConfigError, Reader
+from integrations.models import lookup
 
 if TYPE_CHECKING:
     from integrations.helpdesk import HelpdeskSettings, HelpdeskSpec, S
 
 __all__ = ["ConfigError", "Settings", "SlackSettings", "masked_url", "url_password"]
 
-QUALITIES = ("low", "medium", "high", "auto")
+QUALITIES = ("low", "medium", "high", "auto", "xhigh", "max")
 PROVIDERS = ("openai", "local")
 DEFAULT_EDIT_MODEL = "gpt-image-2"
 DEFAULT_LOCATE_MODEL = "gpt-5.4"
@@ -159,8 +160,13 @@ def _parse(env: Mapping[str, str]) -> Settings:
             "(or set DESKMARK_EDIT_PROVIDER=local to mark photos without a model)"
         )
     quality = (r.get("DESKMARK_EDIT_QUALITY") or "medium").lower()
+    edit_model = r.get("DESKMARK_EDIT_MODEL") or DEFAULT_EDIT_MODEL
+    known = lookup(edit_model)
     if quality not in QUALITIES:
         r.problems.append(f"DESKMARK_EDIT_QUALITY={quality!r}: use one of {', '.join(QUALITIES)}")
+    elif known is not None and quality not in known.qualities:
+        r.problems.append(f"DESKMARK_EDIT_QUALITY={quality}: {edit_model} takes "
+                          f"{', '.join(known.qualities)} (xhigh and max are for gpt-image-2.5-* and 2.6-*)")
     base_url = r.get("OPENAI_BASE_URL")
     redis_url = r.get("REDIS_URL") or "redis://localhost:6379/0"
     if urlsplit(redis_url).scheme not in ("redis", "rediss"):
@@ -175,7 +181,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         edit_provider=provider,
         openai_api_key=openai_key,
         openai_base_url=r.url("OPENAI_BASE_URL", base_url) if base_url else None,
-        edit_model=r.get("DESKMARK_EDIT_MODEL") or DEFAULT_EDIT_MODEL,
+        edit_model=edit_model,
         edit_quality=quality,
         locate_model=locate_model,
         prompt=r.get("DESKMARK_PROMPT"),

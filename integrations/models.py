@@ -1,7 +1,9 @@
-"""What deskmark knows about image edit models: sizes, prompt limits, prices, retirements.
+"""What deskmark knows about image edit models: sizes, qualities, prompt limits, prices,
+retirements, each with a dated source beside it.
 
-The model is configuration (DESKMARK_EDIT_MODEL). Models not in `MODELS` are passed through
-with a warning and no cost estimate; retired ones are refused with a named replacement.
+The model is configuration (DESKMARK_EDIT_MODEL). Shut-down models are refused with a named
+replacement. A model not in `MODELS` is passed through with a warning, and the daily budget
+prices it at the highest price of its family (`ceiling`), never at $0.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ __all__ = [
     "retirement_problem",
     "request_size",
     "cost_usd",
+    "prices_of",
     "LOCATE_PRICES",
     "locate_cost_usd",
     "sees_original_detail",
@@ -27,6 +30,13 @@ FLEXIBLE = "flexible"
 CLASSIC_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
 # deskmark's own ceiling on the long edge it sends: bigger costs more and marks no better.
 MAX_REQUEST_EDGE = 1536
+TYPICAL_SIZE = (1536, 1152)  # the request size of a 4:3 phone photo (worker.marking)
+QUALITIES_2 = ("low", "medium", "high", "auto")
+# Images 2.5 and 2.6 add two qualities above high (openai-python 3.51's image_edit_params,
+# Nov 2026, per ../shared/research/openai-image-edit.md §1.4; wavespeed.ai's and apiyi's 2.6
+# pages, 2026-11-05).
+QUALITIES_26 = (*QUALITIES_2, "xhigh", "max")
+Prices = tuple[float, float, float]  # USD per 1M tokens: text input, image input, image output
 
 
 @dataclass(frozen=True)
@@ -35,16 +45,28 @@ class ImageModel:
     sizes: str | tuple[tuple[int, int], ...]
     prompt_limit: int
     input_fidelity: bool
-    # USD per 1M tokens: text input, image input, image output
-    prices: tuple[float, float, float] | None
+    prices: Prices | None
     shutdown: date | None = None
     replacement: str | None = None
+    qualities: tuple[str, ...] = QUALITIES_2
 
 
+# gpt-image-2's prices: OpenAI's pricing page, read 2026-11 (VENDORS.md "Prices"). The 2.5 and
+# 2.6 models at the same token prices: third-party pages that forward OpenAI's billing, not
+# OpenAI's own (apiyi "GPT-Image-2.6 Flare and Sunburst Are Live", 2026-11-05: "$5 / $8 / $30
+# per 1M tokens"; laozhang "GPT Image 2.5 API", 2026-09-09: "same token rates as gpt-image-2";
+# openrouter's gpt-image-2.6-flare page: $8/M input, $30/M output). The cost of a call is
+# read from its own `usage` times these, so a wrong price here shows in the note and the
+# budget, not in what OpenAI bills. Shutdowns: openai-python's image_model.py and OpenAI's
+# deprecations page (VENDORS.md "Models (December 2026)").
 MODELS: dict[str, ImageModel] = {
     m.name: m
     for m in (
         ImageModel("gpt-image-2", FLEXIBLE, 32000, False, (5.0, 8.0, 30.0)),
+        ImageModel("gpt-image-2.5-flare", FLEXIBLE, 32000, False, (5.0, 8.0, 30.0), qualities=QUALITIES_26),
+        ImageModel("gpt-image-2.5-sunburst", FLEXIBLE, 32000, False, (5.0, 8.0, 30.0), qualities=QUALITIES_26),
+        ImageModel("gpt-image-2.6-flare", FLEXIBLE, 32000, False, (5.0, 8.0, 30.0), qualities=QUALITIES_26),
+        ImageModel("gpt-image-2.6-sunburst", FLEXIBLE, 32000, False, (5.0, 8.0, 30.0), qualities=QUALITIES_26),
         ImageModel("gpt-image-1.5", CLASSIC_SIZES, 32000, True, (5.0, 8.0, 32.0),
                    date(2026, 12, 1), "gpt-image-2"),
         ImageModel("gpt-image-1-mini", CLASSIC_SIZES, 32000, False, (2.0, 2.5, 8.0),
@@ -59,13 +81,35 @@ MODELS: dict[str, ImageModel] = {
 }
 
 
+def ceiling(models: dict[str, ImageModel] | None = None) -> Prices:
+    """The highest price of each kind among the image models deskmark can price: what a model
+    it cannot price is reserved and counted at, so that no model escapes the daily budget."""
+    priced = [m.prices for m in (models or MODELS).values() if m.prices is not None]
+    return (max(p[0] for p in priced), max(p[1] for p in priced), max(p[2] for p in priced))
+
+
 def lookup(name: str) -> ImageModel | None:
+    """The model's entry: its own, a dated snapshot's base model's ("gpt-image-2.6-flare-
+    2026-11-04" is priced as gpt-image-2.6-flare), or, for an unknown gpt-image-2.x, gpt-image-2's
+    size rules with no known price. None for anything else."""
     if name in MODELS:
         return MODELS[name]
+    base, _, stamp = name.rpartition("-20")
+    if base in MODELS and stamp.replace("-", "").isdigit():
+        known = MODELS[base]
+        return ImageModel(name, known.sizes, known.prompt_limit, known.input_fidelity, known.prices,
+                          known.shutdown, known.replacement, known.qualities)
     if name.startswith("gpt-image-2"):
-        # gpt-image-2.5-* and dated snapshots share gpt-image-2's size rules; price unknown.
-        return ImageModel(name, FLEXIBLE, 32000, False, None)
+        return ImageModel(name, FLEXIBLE, 32000, False, None, qualities=QUALITIES_26)
     return None
+
+
+def prices_of(name: str) -> tuple[Prices, bool]:
+    """(prices, known): the model's own prices, or the family's ceiling when it has none."""
+    model = lookup(name)
+    if model is not None and model.prices is not None:
+        return model.prices, True
+    return ceiling(), False
 
 
 def retirement_problem(name: str, today: date | None = None) -> str | None:
@@ -81,16 +125,20 @@ def retirement_problem(name: str, today: date | None = None) -> str | None:
 
 
 def retirement_warning(name: str, today: date | None = None) -> str | None:
+    """What start-up and `deskmark check` warn of: a shutdown to come, a model with no price."""
     model = lookup(name)
     today = today or date.today()
-    if model is None:
-        return f"DESKMARK_EDIT_MODEL={name} is not a model deskmark knows: passed through as is, no cost estimate"
-    if model.shutdown and model.shutdown > today:
-        return (
-            f"DESKMARK_EDIT_MODEL={name} is scheduled for shutdown on {model.shutdown}; "
-            f"move to {model.replacement}"
-        )
-    return None
+    warnings = []
+    if model is not None and model.shutdown and model.shutdown > today:
+        warnings.append(f"DESKMARK_EDIT_MODEL={name} is scheduled for shutdown on {model.shutdown}; "
+                        f"move to {model.replacement}")
+    if model is None or model.prices is None:
+        text, image, out = ceiling()
+        known = "is not a model deskmark knows" if model is None else "has no price deskmark knows"
+        warnings.append(f"DESKMARK_EDIT_MODEL={name} {known}: passed through as is, and counted "
+                        f"against the daily budget at the highest image-model price (${text:g} / "
+                        f"${image:g} / ${out:g} per 1M text-in / image-in / image-out tokens)")
+    return "; ".join(warnings) or None
 
 
 def _round16(value: float) -> int:
@@ -125,16 +173,16 @@ def request_size(model_name: str, width: int, height: int) -> tuple[int, int]:
 
 
 def cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | None:
-    """Cost of one call from the API's own `usage`; None when the price or usage is unknown."""
-    model = lookup(model_name)
-    if model is None or model.prices is None or not usage:
+    """Cost of one call from the API's own `usage` (None without usage); a model without a
+    known price at the family's ceiling (`prices_of`)."""
+    if not usage:
         return None
-    text_price, image_price, out_price = model.prices
+    (text_price, image_price, out_price), _ = prices_of(model_name)
     details = usage.get("input_tokens_details") or {}
     text_in: float = details.get("text_tokens") or 0
     image_in: float = details.get("image_tokens") or 0
-    if not details:  # no breakdown: price all input as text, the cheaper rate
-        text_in = usage.get("input_tokens") or 0
+    if not details:  # no breakdown: price all input as image input, the dearer rate
+        image_in = usage.get("input_tokens") or 0
     out: float = usage.get("output_tokens") or 0
     return (text_in * text_price + image_in * image_price + out * out_price) / 1_000_000
 
@@ -156,28 +204,29 @@ def sees_original_detail(model_name: str) -> bool:
 
 
 def locate_cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | None:
-    prices = LOCATE_PRICES.get(model_name)
-    if prices is None or not usage:
+    """Cost of one locating call from its `usage`; an unknown model at the dearest known one."""
+    if not usage:
         return None
+    prices = LOCATE_PRICES.get(model_name) or max(LOCATE_PRICES.values())
     return ((usage.get("input_tokens") or 0) * prices[0]
             + (usage.get("output_tokens") or 0) * prices[1]) / 1_000_000
 
 
-# Output image tokens per 1024x1024 by quality (OpenAI's published figures for GPT image models);
-# used only to reserve budget before a call, the accounting uses the call's own `usage`.
-_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056}
+# Output image tokens per 1024x1024 by quality (OpenAI's published figures for GPT image models,
+# VENDORS.md "Prices"); used only to reserve budget before a call, the accounting uses the
+# call's own `usage`. xhigh and max have no published figure (2026-12): reserved at 2x and 4x
+# high, an assumption on the safe side; the call's `usage` then settles what was spent.
+_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 4160, "xhigh": 8320, "max": 16640}
 
 
 def estimate_usd(edit_model: str, size: tuple[int, int], quality: str,
                  locate_model: str | None) -> float:
-    """A typical cost for locating + editing one photo; 0.0 when no price is known."""
-    total = 0.0
-    model = lookup(edit_model)
-    if model and model.prices:
-        text_price, image_price, out_price = model.prices
-        out = _OUTPUT_TOKENS.get(quality, 1056) * size[0] * size[1] / (1024 * 1024)
-        total += (400 * text_price + 1000 * image_price + out * out_price) / 1_000_000
-    if locate_model and locate_model in LOCATE_PRICES:
-        price_in, price_out = LOCATE_PRICES[locate_model]
+    """A typical cost for locating + editing one photo, never 0 for a model with no known
+    price: the family's ceiling is reserved instead."""
+    (text_price, image_price, out_price), _ = prices_of(edit_model)
+    out = _OUTPUT_TOKENS.get(quality, _OUTPUT_TOKENS["max"]) * size[0] * size[1] / (1024 * 1024)
+    total = (400 * text_price + 1000 * image_price + out * out_price) / 1_000_000
+    if locate_model:
+        price_in, price_out = LOCATE_PRICES.get(locate_model) or max(LOCATE_PRICES.values())
         total += (1500 * price_in + 300 * price_out) / 1_000_000
     return total

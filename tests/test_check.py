@@ -34,6 +34,21 @@ def test_a_retired_model_fails_and_names_the_replacement(deskmark_env: dict[str,
     assert "DESKMARK_EDIT_MODEL=gpt-image-2" in result.stdout
 
 
+def test_the_models_shut_down_on_december_1_fail_and_images_2_6_is_priced(deskmark_env: dict[str, str],
+                                                                            tmp_path: Path) -> None:
+    for name in ("gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"):
+        result = check({**deskmark_env, "DESKMARK_EDIT_MODEL": name}, tmp_path)
+        assert result.returncode == 1, result.stdout
+        assert "openai         FAIL" in result.stdout
+        assert "shut this model down on 2026-12-01" in result.stdout
+        assert "DESKMARK_EDIT_MODEL=gpt-image-2" in result.stdout
+    current = check({**deskmark_env, "DESKMARK_EDIT_MODEL": "gpt-image-2.6-flare"}, tmp_path)
+    assert current.returncode == 0, current.stdout
+    line = next(x for x in current.stdout.splitlines() if x.startswith("openai "))
+    assert "editing with gpt-image-2.6-flare (medium; $5 / $8 / $30 per 1M tokens; about $" in line
+    assert "warn" not in line and "no price" not in current.stdout
+
+
 def api_token(env: dict[str, str], token: str) -> dict[str, str]:
     """`env` with a Zendesk API token instead of the OAuth client."""
     env = {k: v for k, v in env.items() if not k.startswith("ZENDESK_CLIENT_")}

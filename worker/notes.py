@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from integrations.errors import VendorError
+from integrations.models import prices_of
 from worker.records import Mark
 from worker.signals import checks_line
 
@@ -40,8 +41,13 @@ def agent_reason(error: VendorError) -> str:
     return f"{error.vendor} could not be reached"
 
 
-def money(cost: float | None) -> str:
-    return "cost unknown (no price on file for a model used)" if cost is None else f"cost ${cost:.4f}"
+def money(cost: float | None, model: str | None = None) -> str:
+    """The cost line; a model with no price on file was counted at the family's highest."""
+    if cost is None:
+        return "cost unknown (no price on file for a model used)"
+    if model and not prices_of(model)[1]:
+        return f"cost at most ${cost:.4f} (no price on file for {model}: counted at the highest)"
+    return f"cost ${cost:.4f}"
 
 
 def delivered_name(filename: str, mark: Mark) -> str:
@@ -125,7 +131,7 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
         lines.append(f"<p>{escape(checks_line(mark['signals']))}</p>")
     if mark.get("credentials"):
         lines.append(_credentials_line(mark))
-    cost = money(mark.get("cost_usd"))
+    cost = money(mark.get("cost_usd"), mark.get("model") if mark.get("provider") == "openai" else None)
     if located and mark.get("cost_usd") is not None and located.get("cost_usd") is not None:
         cost += f" (locate ${located['cost_usd']:.4f}, edit ${mark.get('edit_cost_usd') or 0:.4f})"
     details = [f"Model: {model}", cost, note_marker(job_id)]

@@ -390,7 +390,7 @@ def review_for(job_id: str, photo: SourcePhoto, vendor: str, ticket: Ticket, mar
         filename=delivered_name(photo.filename, mark), image=marked,
         customer_words=words if len(words) <= 280 else words[:279] + "…",
         what=what_was_marked(mark),
-        cost=money(mark.get("cost_usd")),
+        cost=money(mark.get("cost_usd"), mark.get("model") if mark.get("provider") == "openai" else None),
         checks=signals.checks_line(mark["signals"], shared=True) if "signals" in mark else "",
         vendor_title=spec.title if spec else "",
     )

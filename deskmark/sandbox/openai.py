@@ -41,11 +41,15 @@ def boxes_at_damage(image: Image.Image) -> Boxes:
     return [{"label": "cracked screen", "x_min": x0, "y_min": y0, "x_max": x1, "y_max": y1}]
 
 
-CURRENT = {"gpt-image-2", "gpt-image-1.5", "gpt-image-1-mini", "chatgpt-image-latest"}
-RETIRED = {"gpt-image-1": "2026-10-23", "dall-e-2": "2026-05-12"}
+# As on 2026-12-02: Images 2.5 and 2.6 current, the 1.x models and chatgpt-image-latest shut down.
+CURRENT = {"gpt-image-2", "gpt-image-2.5-flare", "gpt-image-2.5-sunburst", "gpt-image-2.6-flare",
+           "gpt-image-2.6-sunburst"}
+RETIRED = {"gpt-image-1.5": "2026-12-01", "gpt-image-1-mini": "2026-12-01",
+           "chatgpt-image-latest": "2026-12-01", "gpt-image-1": "2026-10-23", "dall-e-2": "2026-05-12"}
+NEW_QUALITIES = {"xhigh", "max"}  # Images 2.5 and 2.6 only
 CLASSIC = {"1024x1024", "1536x1024", "1024x1536", "auto"}
 ALLOWED_MIME = {"image/png", "image/jpeg", "image/webp"}
-OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056}
+OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056, "xhigh": 8320, "max": 16640}
 
 
 @dataclass
@@ -317,7 +321,8 @@ class SandboxOpenAI:
                               "1024x1536, 1536x1024, and auto.", "invalid_request_error",
                               "invalid_value", "size")
             quality = form.get("quality", "auto")
-            if quality not in OUTPUT_TOKENS:
+            if quality not in OUTPUT_TOKENS or (quality in NEW_QUALITIES
+                                                and not model.startswith(("gpt-image-2.5", "gpt-image-2.6"))):
                 return _error(400, f"Invalid quality '{quality}'.", "invalid_request_error",
                               "invalid_value", "quality")
             mask: Image.Image | None = None
