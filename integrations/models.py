@@ -24,6 +24,10 @@ __all__ = [
     "LOCATE_PRICES",
     "locate_cost_usd",
     "sees_original_detail",
+    "estimate_usd",
+    "ceiling",
+    "retirement_warning",
+    "TYPICAL_SIZE",
 ]
 
 FLEXIBLE = "flexible"
