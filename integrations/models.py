@@ -36,9 +36,11 @@ CLASSIC_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
 MAX_REQUEST_EDGE = 1536
 TYPICAL_SIZE = (1536, 1152)  # the request size of a 4:3 phone photo (worker.marking)
 QUALITIES_2 = ("low", "medium", "high", "auto")
-# Images 2.5 and 2.6 add two qualities above high (openai-python 3.51's image_edit_params,
-# Nov 2026, per ../shared/research/openai-image-edit.md §1.4; wavespeed.ai's and apiyi's 2.6
-# pages, 2026-11-05).
+# Images 2.5 and 2.6 add two qualities above high. OpenAI's own SDK (openai-python 3.60.0,
+# types/image_edit_params.py, read 2026-12-03) names the 2.5 models and their 2026-09-08
+# snapshots for xhigh and max, and lists gpt-image-2.6-flare/-sunburst in types/image_model.py
+# without saying; third-party pages give 2.6 the same five qualities (wavespeed.ai's "GPT
+# Image 2.6 API", apiyi's launch note, 2026-11-05).
 QUALITIES_26 = (*QUALITIES_2, "xhigh", "max")
 Prices = tuple[float, float, float]  # USD per 1M tokens: text input, image input, image output
 
