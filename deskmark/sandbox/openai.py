@@ -1,6 +1,6 @@
 """A loopback OpenAI: image edits (`POST /v1/images/edits`), the Responses API as deskmark uses
-it to locate damage (`POST /v1/responses` with an input_image and a strict json_schema), and
-`GET /v1/models`.
+it to locate damage (`POST /v1/responses` with an input_image and a strict json_schema),
+`GET /v1/models`, and the Files and Batch APIs (deskmark.sandbox.openai_batch).
 
 It enforces what the real one does and clients most often get wrong: Bearer auth (401), each
 image part's own MIME type (400 `unsupported_file_mimetype` for application/octet-stream,
@@ -27,6 +27,7 @@ from flask import Flask, Response, jsonify, request
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
 from deskmark.sandbox.faults import Faults
+from deskmark.sandbox.openai_batch import Batches, FileStore, add_routes
 from deskmark.sandbox.photos import damage_box, product_box
 from deskmark.sandbox.server import LoopbackServer
 
@@ -141,7 +142,8 @@ class SandboxOpenAI:
                  transform: Callable[[Image.Image, Image.Image | None], Image.Image] | None = None,
                  latency: float = 0.0,
                  locate: Callable[[Image.Image], Boxes] = boxes_at_damage,
-                 locate_latency: float | None = None, cheap: bool = False) -> None:
+                 locate_latency: float | None = None, cheap: bool = False,
+                 batch_delay: float = 2.0) -> None:
         self.api_key = api_key
         self.transform = transform or MarkingModel()
         self.locate = locate
@@ -158,7 +160,11 @@ class SandboxOpenAI:
         self.calls: list[dict[str, Any]] = []
         self.faults = Faults()
         self._lock = threading.Lock()
-        self.server = LoopbackServer(self._app())
+        self.files = FileStore()  # the Files API's store (deskmark.sandbox.openai_batch)
+        app = self._app()
+        self.batches = Batches(self.files, self._edit, app, self._record, delay=batch_delay)
+        add_routes(app, self.files, self.batches)
+        self.server = LoopbackServer(app)
 
     @property
     def url(self) -> str:
@@ -270,21 +276,7 @@ class SandboxOpenAI:
                 time.sleep(self.latency)
                 with self._lock:
                     self.in_flight -= 1
-            model = form.get("model") or "dall-e-2"
-            if model in RETIRED:
-                return _error(404, f"The model `{model}` has been deprecated (shut down "
-                              f"{RETIRED[model]}).", "invalid_request_error", "model_not_found",
-                              "model")
-            if model not in CURRENT and not model.startswith("gpt-image-2"):
-                return _error(404, f"The model `{model}` does not exist or you do not have "
-                              "access to it.", "invalid_request_error", "model_not_found", "model")
-            if not form.get("prompt"):
-                return _error(400, "Missing required parameter: 'prompt'.",
-                              "invalid_request_error", "missing_required_parameter", "prompt")
-            if not parts:
-                return _error(400, "Missing required parameter: 'image'.",
-                              "invalid_request_error", "missing_required_parameter", "image")
-            images = []
+            uploads = []
             for part in parts:
                 if not part.mimetype or part.mimetype == "application/octet-stream" and (
                     not part.filename
@@ -296,79 +288,103 @@ class SandboxOpenAI:
                                   f"('{part.mimetype}'). Supported file formats are "
                                   "'image/jpeg', 'image/png', and 'image/webp'.",
                                   "invalid_request_error", "unsupported_file_mimetype", "image")
-                try:
-                    data = part.read()
-                    image = Image.open(io.BytesIO(data))
-                    if self.cheap:
-                        images.append(image)
-                        call["image_sizes"].append(image.size)
-                        continue
-                    image.load()
-                    call.setdefault("exif", []).append(dict(image.getexif()))
-                    call.setdefault("raw", []).append(data)
-                except OSError:
-                    return _error(400, "Invalid image file.", "invalid_request_error",
-                                  "invalid_image_file", "image")
-                images.append(image)
-                call["image_sizes"].append(image.size)
-            size = form.get("size", "auto")
-            if model.startswith("gpt-image-2"):
-                if size != "auto" and not _valid_flexible(size):
-                    return _error(400, f"Invalid size '{size}'.", "invalid_request_error",
-                                  "invalid_value", "size")
-            elif size not in CLASSIC:
-                return _error(400, f"Invalid size '{size}'. Supported sizes are 1024x1024, "
-                              "1024x1536, 1536x1024, and auto.", "invalid_request_error",
-                              "invalid_value", "size")
-            quality = form.get("quality", "auto")
-            if quality not in OUTPUT_TOKENS or (quality in NEW_QUALITIES
-                                                and not model.startswith(("gpt-image-2.5", "gpt-image-2.6"))):
-                return _error(400, f"Invalid quality '{quality}'.", "invalid_request_error",
-                              "invalid_value", "quality")
-            mask: Image.Image | None = None
-            if "mask" in request.files:
-                mask_part = request.files["mask"]
-                mask = Image.open(io.BytesIO(mask_part.read()))
-                if mask.format != "PNG" or mask.size != images[0].size or "A" not in mask.getbands():
-                    return _error(400, "Invalid mask: must be a PNG with an alpha channel and the "
-                                  "same size as the image.", "invalid_request_error",
-                                  "invalid_image_file", "mask")
-            if size != "auto":
-                w, h = (int(v) for v in size.split("x"))
-            else:
-                w, h = images[0].size
-            if self.cheap:
-                if (w, h) not in self._cached:
-                    buffer = io.BytesIO()
-                    Image.new("RGB", (w, h), (200, 40, 40)).save(buffer, format="PNG")
-                    self._cached[(w, h)] = buffer.getvalue()
-                png = self._cached[(w, h)]
-            else:
-                source = images[0].convert("RGB")
-                if source.size != (w, h):
-                    source = source.resize((w, h))
-                    if mask is not None:
-                        mask = mask.resize((w, h))
-                edited = self.transform(source, mask)
-                out = io.BytesIO()
-                # Models' outputs carry metadata of their own (OpenAI's: content credentials);
-                # none of it may reach a ticket.
-                note = PngImagePlugin.PngInfo()
-                note.add_text("Software", "sandbox-openai image model")
-                edited.save(out, format="PNG", pnginfo=note)
-                png = out.getvalue()
-            text_tokens = max(1, len(call["prompt"]) // 4)
-            image_tokens = 65 + 129 * len(images)
-            output = int(OUTPUT_TOKENS[quality] * (w * h) / (1024 * 1024))
-            return jsonify({
-                "created": int(time.time()),
-                "data": [{"b64_json": base64.b64encode(png).decode()}],
-                "size": f"{w}x{h}", "quality": quality, "output_format": "png",
-                "background": "opaque",
-                "usage": {"input_tokens": text_tokens + image_tokens, "output_tokens": output,
-                          "total_tokens": text_tokens + image_tokens + output,
-                          "input_tokens_details": {"text_tokens": text_tokens,
-                                                   "image_tokens": image_tokens}},
-            })
+                uploads.append(part.read())
+            mask_bytes = request.files["mask"].read() if "mask" in request.files else None
+            return self._edit(call, form.get("model") or "dall-e-2", form.get("prompt", ""), uploads,
+                              mask_bytes, form.get("size", "auto"), form.get("quality", "auto"))
 
         return app
+
+    def _record(self, call: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def _edit(self, call: dict[str, Any], model: str, prompt: str, uploads: list[bytes],
+              mask_bytes: bytes | None, size: str, quality: str) -> Response:
+        """An edit, from the multipart route or a batch line: the same checks, the same answer."""
+        if model in RETIRED:
+            return _error(404, f"The model `{model}` has been deprecated (shut down "
+                          f"{RETIRED[model]}).", "invalid_request_error", "model_not_found",
+                          "model")
+        if model not in CURRENT and not model.startswith("gpt-image-2"):
+            return _error(404, f"The model `{model}` does not exist or you do not have "
+                          "access to it.", "invalid_request_error", "model_not_found", "model")
+        if not prompt:
+            return _error(400, "Missing required parameter: 'prompt'.",
+                          "invalid_request_error", "missing_required_parameter", "prompt")
+        if not uploads:
+            return _error(400, "Missing required parameter: 'image'.",
+                          "invalid_request_error", "missing_required_parameter", "image")
+        images = []
+        for data in uploads:
+            try:
+                image = Image.open(io.BytesIO(data))
+                if self.cheap:
+                    images.append(image)
+                    call["image_sizes"].append(image.size)
+                    continue
+                image.load()
+                call.setdefault("exif", []).append(dict(image.getexif()))
+                call.setdefault("raw", []).append(data)
+            except OSError:
+                return _error(400, "Invalid image file.", "invalid_request_error",
+                              "invalid_image_file", "image")
+            images.append(image)
+            call["image_sizes"].append(image.size)
+        if model.startswith("gpt-image-2"):
+            if size != "auto" and not _valid_flexible(size):
+                return _error(400, f"Invalid size '{size}'.", "invalid_request_error",
+                              "invalid_value", "size")
+        elif size not in CLASSIC:
+            return _error(400, f"Invalid size '{size}'. Supported sizes are 1024x1024, "
+                          "1024x1536, 1536x1024, and auto.", "invalid_request_error",
+                          "invalid_value", "size")
+        if quality not in OUTPUT_TOKENS or (quality in NEW_QUALITIES
+                                            and not model.startswith(("gpt-image-2.5", "gpt-image-2.6"))):
+            return _error(400, f"Invalid quality '{quality}'.", "invalid_request_error",
+                          "invalid_value", "quality")
+        mask: Image.Image | None = None
+        if mask_bytes is not None:
+            mask = Image.open(io.BytesIO(mask_bytes))
+            if mask.format != "PNG" or mask.size != images[0].size or "A" not in mask.getbands():
+                return _error(400, "Invalid mask: must be a PNG with an alpha channel and the "
+                              "same size as the image.", "invalid_request_error",
+                              "invalid_image_file", "mask")
+        if size != "auto":
+            w, h = (int(v) for v in size.split("x"))
+        else:
+            w, h = images[0].size
+        if self.cheap:
+            if (w, h) not in self._cached:
+                buffer = io.BytesIO()
+                Image.new("RGB", (w, h), (200, 40, 40)).save(buffer, format="PNG")
+                self._cached[(w, h)] = buffer.getvalue()
+            png = self._cached[(w, h)]
+        else:
+            source = images[0].convert("RGB")
+            if source.size != (w, h):
+                source = source.resize((w, h))
+                if mask is not None:
+                    mask = mask.resize((w, h))
+            edited = self.transform(source, mask)
+            out = io.BytesIO()
+            # Models' outputs carry metadata of their own (OpenAI's: content credentials);
+            # none of it may reach a ticket.
+            note = PngImagePlugin.PngInfo()
+            note.add_text("Software", "sandbox-openai image model")
+            edited.save(out, format="PNG", pnginfo=note)
+            png = out.getvalue()
+        text_tokens = max(1, len(call["prompt"]) // 4)
+        image_tokens = 65 + 129 * len(images)
+        output = int(OUTPUT_TOKENS[quality] * (w * h) / (1024 * 1024))
+        return jsonify({
+            "created": int(time.time()),
+            "data": [{"b64_json": base64.b64encode(png).decode()}],
+            "size": f"{w}x{h}", "quality": quality, "output_format": "png",
+            "background": "opaque",
+            "usage": {"input_tokens": text_tokens + image_tokens, "output_tokens": output,
+                      "total_tokens": text_tokens + image_tokens + output,
+                      "input_tokens_details": {"text_tokens": text_tokens,
+                                               "image_tokens": image_tokens}},
+        })
+
