@@ -21,7 +21,7 @@ from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
 from deskmark.sandbox.photos import damage_box, damaged_product, product_box
 from integrations.config import Settings
 from integrations.openai_images import _Box, clean_boxes
-from worker.marking import Marked, Marker, make_marker
+from worker.marking import EditPlan, Marked, Marker, make_marker
 from worker.notes import delivered_name, note_html
 
 TOLERANCE = 16  # per channel: JPEG noise, not a redraw (the stand-in moves every pixel by more)
@@ -359,3 +359,23 @@ def test_the_local_annotator_needs_no_model_and_says_so() -> None:
     assert marked.meta["provider"] == "local" and marked.meta["cost_usd"] == 0.0
     assert marked.meta["regions"] and marked.meta["marked"]
     assert "no AI model was used" in note_html("x.jpg", marked.meta, "dm-9")
+
+
+def test_the_two_halves_make_the_photo_a_sync_mark_makes(openai_fake: SandboxOpenAI) -> None:
+    """Marker.ask (up to the edit request) and Marker.answer (from the edit's answer), as a
+    batch will call them apart, give what Marker.mark gives with the edit call between."""
+    marker = marker_for(openai_fake)
+    photo = damaged_product(800, 600, seed=12)
+    edits_before = len(openai_fake.calls)
+    plan = marker.ask(photo, "Cracked case", "It came cracked.")
+    assert isinstance(plan, EditPlan)
+    assert len(openai_fake.calls) == edits_before  # the first half asks for no edit
+    assert plan.found is not None and plan.found.boxes and plan.request.mask is not None
+    assert "Cracked case" in plan.request.prompt and plan.located_cost > 0
+    assert marker.editor is not None
+    result = marker.editor.edit(plan.request)
+    halves = marker.answer(plan, photo, result, 1.0)
+    whole = marker.mark(photo, "Cracked case", "It came cracked.")
+    assert halves.image == whole.image
+    assert halves.meta["marks"] == whole.meta["marks"] and halves.meta["marks"]
+    assert halves.meta["result_key"] == whole.meta["result_key"] == plan.key

@@ -1,4 +1,13 @@
-"""Marking one photo, with no helpdesk involved: prepare → locate → edit → take the mark.
+"""Marking one photo, with no helpdesk, no Redis and no Celery involved, in two halves:
+
+- `Marker.ask`: everything up to the edit request (prepare, a paid result to reuse, the edit
+  rate and budget, locating, the request itself: image, mask, prompt, size);
+- `Marker.answer` and `deliver`: everything after the edit's answer (take the model's verified
+  strokes, draw deskmark's own mark where they fail, sign the content credentials, read the
+  claim signals).
+
+A sync edit calls both at once (`Marker.mark`); a batch calls the second half when its answer
+arrives. What the halves need from a job's store comes in as protocols and plain callables.
 
 GPT image models redraw the whole picture, the damage too, and circle what they see with their
 own margin, mask or not. So the model's output is never delivered: deskmark takes from it only
@@ -19,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from PIL import Image
 
@@ -27,13 +36,13 @@ from integrations.config import Settings
 from integrations.errors import PermanentError, UnusablePhoto
 from integrations.models import estimate_usd, request_size
 from integrations.openai_images import EditRequest, EditResult, Located, OpenAIEditor, OpenAILocator
-from worker import images, strokes
+from worker import credentials, images, manifests, signals, strokes
 from worker.local import LocalAnnotator
 from worker.notes import agent_reason
-from worker.records import DrawnMark, Mark
+from worker.records import DrawnMark, Mark, SeenBefore, Signals
 
 __all__ = ["Editor", "Locator", "Marker", "Marked", "MemoryBudget", "PaidResults", "Reused", "make_marker",
-           "DEFAULT_PROMPT", "build_prompt"]
+           "DEFAULT_PROMPT", "build_prompt", "EditPlan", "Facts", "deliver"]
 
 log = logging.getLogger("deskmark.marking")
 
@@ -121,6 +130,20 @@ class Reused:
     meta: Mark
     after: bytes = b""
     model: bytes = b""
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """The first half's result (`Marker.ask`): the edit request, and what the second half needs
+    to make its answer into the photo to deliver."""
+
+    request: EditRequest
+    found: Located | None  # the located damage (None: locating is off)
+    key: str  # the paid result's key (Marker.result_key)
+    before: bytes  # the dashboard's thumbnail of the customer's photo
+    decoding: int  # what decoding the customer's photo again takes (the image memory)
+    reservation: Any = None  # the daily budget's reservation (Gate.reserve), to settle
+    located_cost: float = 0.0  # what locating cost now (0 when an earlier attempt paid)
 
 
 class PaidResults(Protocol):
@@ -213,11 +236,42 @@ class Marker:
         debug: bool = False,
         on_edit: Callable[[bool], None] = lambda _: None,
     ) -> Marked:
-        """`located` is an earlier attempt's locate result (so a retry does not pay twice);
+        """Both halves at once, the edit call between them (a sync edit).
+
+        `located` is an earlier attempt's locate result (so a retry does not pay twice);
         `remember` is called with a new one as soon as it exists; `results` offers a result
         already paid for by another job; `debug` keeps the model's output and the strokes;
         `on_edit` is told when the paid edit call starts (True) and when it has returned.
         `data` may be a file: a download waits on disk, and is read again for the composite."""
+        plan = self.ask(data, subject, description, located, remember, results)
+        if isinstance(plan, Marked):
+            return plan
+        assert self.editor is not None
+        spent = plan.located_cost
+        started = time.monotonic()
+        try:
+            on_edit(True)
+            try:
+                result = self.editor.edit(plan.request)
+            finally:
+                on_edit(False)
+            spent += result.cost_usd or 0.0
+        finally:
+            if self.gate is not None and plan.reservation is not None:
+                self.gate.settle(plan.reservation, spent)
+        return self.answer(plan, data, result, time.monotonic() - started, debug)
+
+    def ask(
+        self,
+        data: images.Source,
+        subject: str = "",
+        description: str = "",
+        located: dict[str, Any] | None = None,
+        remember: Callable[[dict[str, Any]], None] = lambda _: None,
+        results: PaidResults | None = None,
+    ) -> EditPlan | Marked:
+        """The first half: everything up to the edit request. A Marked when no edit is to be
+        asked for (the local annotator, a result already paid for, the budget reached)."""
         decoding = images.decode_cost(data, images.DECODE_FLOOR)  # refuses bombs, from the header
         if self.editor is None:
             with self.memory.admit(decoding + PREPARE_EXTRA):
@@ -257,38 +311,34 @@ class Marker:
         # request image only, not the decoded photo: it is decoded again for the composite.
         request = prepared.request_image, prepared.request_mime
         del prepared
-        spent = 0.0
+        located_cost = 0.0
         try:
             found = Located.from_dict(located) if located else self._locate(request, size, subject,
                                                                             description)
             if found is not None and not located:
-                spent += found.cost_usd or 0.0
+                located_cost = found.cost_usd or 0.0
                 remember(found.to_dict())
-            boxes = [b.box for b in found.boxes] if found else []
-            prompt = build_prompt(self.prompt, subject, description)
-            started = time.monotonic()
-            on_edit(True)
-            try:
-                result = editor.edit(EditRequest(
-                    image=request[0],
-                    mime=request[1],
-                    size=size,
-                    prompt=prompt + MASK_HINT if boxes else prompt,
-                    mask=images.edit_mask(size, [strokes.check_area(b, size) for b in boxes])
-                    if boxes else None,
-                ))
-            finally:
-                on_edit(False)
-            spent += result.cost_usd or 0.0
-        finally:
+        except BaseException:
             if self.gate is not None and reservation is not None:
-                self.gate.settle(reservation, spent)
-        seconds = time.monotonic() - started
-        with self.memory.admit(decoding + MARK_EXTRA):
-            delivered, marks, reading, output = _take_mark(data, request[0], result.image, found)
-            meta = _meta(result, found, marks, reading, seconds)
-            meta["result_key"] = key
-            marked = Marked(images.encode_jpeg(delivered, quality=92), meta, before, _thumb(delivered),
+                self.gate.settle(reservation, located_cost)
+            raise
+        boxes = [b.box for b in found.boxes] if found else []
+        prompt = build_prompt(self.prompt, subject, description)
+        edit = EditRequest(
+            image=request[0], mime=request[1], size=size,
+            prompt=prompt + MASK_HINT if boxes else prompt,
+            mask=images.edit_mask(size, [strokes.check_area(b, size) for b in boxes]) if boxes else None)
+        return EditPlan(edit, found, key, before, decoding, reservation, located_cost)
+
+    def answer(self, plan: EditPlan, data: images.Source, result: EditResult, seconds: float,
+               debug: bool = False) -> Marked:
+        """The second half's first part: the model's answer to `plan` made into the photo to
+        deliver (its verified strokes on the customer's own pixels) and what the note says."""
+        with self.memory.admit(plan.decoding + MARK_EXTRA):
+            delivered, marks, reading, output = _take_mark(data, plan.request.image, result.image, plan.found)
+            meta = _meta(result, plan.found, marks, reading, seconds)
+            meta["result_key"] = plan.key
+            marked = Marked(images.encode_jpeg(delivered, quality=92), meta, plan.before, _thumb(delivered),
                             _thumb(output))
             if debug:
                 marked.debug = {"model": result.image,
@@ -335,6 +385,73 @@ def _take_mark(data: images.Source, request_image: bytes, model_output: bytes, f
     if own:
         log.info("deskmark drew its own mark: %s", "; ".join(m["why"] for m in marks if m["why"]))
     return photo, marks, reading, output
+
+
+# --- the second half's second part: content credentials and claim signals -------------------
+C2PA_COPIES = 3  # the delivered photo, as c2pa holds it while signing (_c2pa_cost)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Whose photo it is, for its content credentials and its claim signals."""
+
+    job_id: str
+    vendor: str
+    ticket_id: str
+    filename: str
+    sent: float  # when the customer sent it (unix time)
+
+
+def deliver(marked: Marked, source: BinaryIO, facts: Facts, keys: Callable[[], credentials.Keys],
+            memory: MemoryBudget, seen_before: Callable[[bytes], SeenBefore | None] | None = None,
+            ) -> tuple[bytes, Mark]:
+    """The photo to deliver, with its content credentials, and its mark with the claim signals
+    read from the customer's file as downloaded (`source`). `keys` gives the signer (read only
+    when signing); `seen_before` looks the upright preview up in the re-used-photo index."""
+    kind = images.mime_type(source) or "application/octet-stream"
+    with memory.admit(_c2pa_cost(source, marked.image, memory.limit)):
+        image, mark = _with_credentials(marked.image, marked.meta, source, kind, facts, keys)
+        found: Signals = signals.read_signals(source, kind, facts.sent)
+        seen = seen_before(marked.before) if seen_before is not None else None
+        if seen is not None:
+            found["seen_before"] = seen
+        mark["signals"] = found
+    return image, mark
+
+
+def _c2pa_cost(original: BinaryIO, image: bytes, limit: int) -> int:
+    """What signing and reading content credentials hold: c2pa keeps the photo it signs about
+    two and a half times over, and a customer's own manifest is read in a process of its own
+    that holds its file about three times over (worker.manifests; only when the file shows a
+    manifest at all). It counts against the image memory like a decode (bench/memory.py); more
+    than the whole budget takes all of it, in turn, rather than failing a paid-for photo."""
+    original.seek(0, os.SEEK_END)
+    size = original.tell()
+    original.seek(0)
+    reading = manifests.memory_cost(size) if manifests.may_carry_manifest(original) else 0
+    return min(C2PA_COPIES * len(image) + reading, limit)
+
+
+def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, facts: Facts,
+                      keys: Callable[[], credentials.Keys]) -> tuple[bytes, Mark]:
+    """The delivered photo with its content credentials (worker.credentials). Should signing
+    fail, the photo goes unsigned and the note says so: the mark matters more."""
+    drawn = mark.get("marks") or []
+    model_strokes = mark.get("provider") == "openai" and mark.get("marked", True) and (
+        not drawn or any(m["drawn_by"] != "deskmark" for m in drawn))
+    provenance = credentials.Provenance(
+        facts.job_id, facts.vendor, facts.ticket_id, facts.filename,
+        mark.get("model") if model_strokes else None,
+        [{"label": m["label"], "x": m["region"][0], "y": m["region"][1],
+          "width": m["region"][2] - m["region"][0], "height": m["region"][3] - m["region"][1]}
+         for m in drawn])
+    try:
+        signer = keys()
+        signed = credentials.sign(image, original, kind, provenance, signer)
+    except Exception as exc:  # noqa: BLE001 - any failure: deliver unsigned, and say so
+        log.warning("content credentials for %s not added: %s", facts.job_id, exc)
+        return image, {**mark, "credentials": {"error": str(exc)[:300]}}
+    return signed, {**mark, "credentials": {"signer": "throwaway" if signer.throwaway else "configured"}}
 
 
 def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:

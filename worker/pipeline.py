@@ -9,7 +9,6 @@ for our own note on the ticket), and tagging is additive.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from integrations.events import Credential, Helpdesk, NoteFile, SourcePhoto, Tic
 from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
-from worker import credentials, dupes, images, manifests, signals
+from worker import credentials, dupes, signals
 from worker.jobs import Job
-from worker.marking import Marked, Marker, Reused
+from worker.marking import Facts, Marked, Marker, Reused, deliver
 from worker.notes import (
     agent_reason,
     delivered_name,
@@ -36,7 +35,7 @@ from worker.notes import (
     review_html,
     what_was_marked,
 )
-from worker.records import JobRecord, Mark, Signals
+from worker.records import JobRecord, Mark, SeenBefore
 from worker.recovery import ALONE_AFTER, SUSPECT, Leases
 from worker.store import Store
 
@@ -46,7 +45,6 @@ __all__ = ["Runtime", "JobResults", "expand_event", "run_job", "fail_job", "deci
 log = logging.getLogger("deskmark.pipeline")
 
 ESCALATION_TAGS = ["deskmark_annotated", "warranty_review"]
-C2PA_COPIES = 3  # the delivered photo, as c2pa holds it while signing (_c2pa_cost)
 # How long a job that is making a paid result holds it for others to wait on (it refreshes the
 # claim on every attempt; a failed maker's claim is taken over at once).
 CLAIM_SECONDS = 600
@@ -286,67 +284,23 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
 
 def deliverable(result: Marked, source: BinaryIO, job: Job, record: JobRecord, rt: Runtime,
                 index: bool = True) -> tuple[bytes, Mark]:
-    """The photo to deliver, with its content credentials, and its mark with the claim
-    signals (`index`: the photo also goes into the re-used-photo index; `deskmark try` looks
-    only)."""
-    kind = images.mime_type(source) or "application/octet-stream"
-    with rt.marker.memory.admit(_c2pa_cost(source, result.image, rt)):
-        marked, mark = _with_credentials(result.image, result.meta, source, kind, job, rt)
-        mark["signals"] = _claim_signals(source, kind, result.before, job, record, rt, index)
-    return marked, mark
-
-
-def _c2pa_cost(original: BinaryIO, image: bytes, rt: Runtime) -> int:
-    """What signing and reading content credentials hold: c2pa keeps the photo it signs about
-    two and a half times over, and a customer's own manifest is read in a process of its own
-    that holds its file about three times over (worker.manifests; only when the file shows a
-    manifest at all). It counts against the image memory like a decode (bench/memory.py); more
-    than the whole budget takes all of it, in turn, rather than failing a paid-for photo."""
-    original.seek(0, os.SEEK_END)
-    size = original.tell()
-    original.seek(0)
-    reading = manifests.memory_cost(size) if manifests.may_carry_manifest(original) else 0
-    return min(C2PA_COPIES * len(image) + reading, rt.marker.memory.limit)
-
-
-def _claim_signals(original: BinaryIO, kind: str, preview: bytes, job: Job, record: JobRecord,
-                   rt: Runtime, index: bool = True) -> Signals:
-    """worker.signals: read from the customer's file as downloaded; the re-used-photo check
-    from the upright preview marking made of it (decoded there, within the image memory)."""
+    """The second half's second part (worker.marking.deliver) with this deployment's signer
+    and re-used-photo index (`index`: the photo also goes into the index; `deskmark try`
+    looks only)."""
     sent = record.get("created") or time.time()
-    found = signals.read_signals(original, kind, sent)
-    if rt.duplicates is not None:
+
+    def seen(preview: bytes) -> SeenBefore | None:
+        if rt.duplicates is None:
+            return None
         try:
-            seen = signals.seen_before(rt.duplicates, preview, job.job_id, job.vendor, job.ticket_id,
+            return signals.seen_before(rt.duplicates, preview, job.job_id, job.vendor, job.ticket_id,
                                        job.photo.author_id or "", sent, index=index)
         except redis.exceptions.ResponseError as exc:  # a signal never blocks the marking
             log.warning("re-used-photo check of %s skipped: %s", job.job_id, exc)
-            seen = None
-        if seen is not None:
-            found["seen_before"] = seen
-    return found
+            return None
 
-
-def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, job: Job,
-                      rt: Runtime) -> tuple[bytes, Mark]:
-    """The delivered photo with its content credentials (worker.credentials). Should signing
-    fail, the photo goes unsigned and the note says so: the mark matters more."""
-    drawn = mark.get("marks") or []
-    model_strokes = mark.get("provider") == "openai" and mark.get("marked", True) and (
-        not drawn or any(m["drawn_by"] != "deskmark" for m in drawn))
-    facts = credentials.Provenance(
-        job.job_id, job.vendor, job.ticket_id, job.photo.filename,
-        mark.get("model") if model_strokes else None,
-        [{"label": m["label"], "x": m["region"][0], "y": m["region"][1],
-          "width": m["region"][2] - m["region"][0], "height": m["region"][3] - m["region"][1]}
-         for m in drawn])
-    try:
-        keys = rt.signing_keys()
-        signed = credentials.sign(image, original, kind, facts, keys)
-    except Exception as exc:  # noqa: BLE001 - any failure: deliver unsigned, and say so
-        log.warning("content credentials for %s not added: %s", job.job_id, exc)
-        return image, {**mark, "credentials": {"error": str(exc)[:300]}}
-    return signed, {**mark, "credentials": {"signer": "throwaway" if keys.throwaway else "configured"}}
+    facts = Facts(job.job_id, job.vendor, job.ticket_id, job.photo.filename, sent)
+    return deliver(result, source, facts, rt.signing_keys, rt.marker.memory, seen)
 
 
 def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runtime,
