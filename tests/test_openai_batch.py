@@ -16,7 +16,12 @@ from PIL import Image
 
 from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.photos import damaged_product
+from integrations.config import Settings
+from integrations.errors import RetryableError
+from integrations.models import cost_usd
+from integrations.openai_batch import ENDED, BatchEditor
 from worker import images
+from worker.marking import EditPlan, make_marker
 
 
 @pytest.fixture
@@ -105,3 +110,59 @@ def test_an_expired_batch_answers_no_line_and_wrong_requests_are_refused(
         client.files.create(file=("in.txt", b"{}", "text/plain"), purpose="batch")
     with pytest.raises(openai.NotFoundError):
         client.files.delete("file-doesnotexist")
+
+
+def test_the_batch_editor_edits_plans_at_half_price_and_leaves_no_file(batch_fake: SandboxOpenAI) -> None:
+    """deskmark's side: the first half's plans go out as lines with their images by file id,
+    a crash between creating the batch and recording it is recovered by deskmark's own id,
+    the answers come back billed at the Batch price and make the photo the second half makes,
+    a failed line is an error to retry, and every file is deleted again."""
+    settings = Settings.from_env({"OPENAI_API_KEY": batch_fake.api_key, "OPENAI_BASE_URL": batch_fake.url,
+                                  "DESKMARK_EDIT_MODEL": "gpt-image-2", "DESKMARK_LOCATE_MODEL": "gpt-5.4"},
+                                  dotenv=None)
+    marker, editor = make_marker(settings), BatchEditor(settings)
+    photos = {f"dm-{n}": damaged_product(800, 600, seed=40 + n) for n in range(3)}
+    plans, uploaded, lines = {}, [], []
+    for custom_id, photo in photos.items():
+        plan = marker.ask(photo, "Cracked case", "It came cracked.")
+        assert isinstance(plan, EditPlan) and plan.request.mask is not None
+        image_id = editor.upload(f"{custom_id}-photo.jpg", plan.request.image, plan.request.mime)
+        mask_id = editor.upload(f"{custom_id}-mask.png", plan.request.mask, "image/png")
+        uploaded += [image_id, mask_id]
+        plans[custom_id] = plan
+        lines.append(editor.line(custom_id, plan.request, image_id, mask_id))
+    batch_fake.batches.fail_lines = 1
+    input_id, batch_id = editor.submit("local-7", lines)
+    assert editor.find("local-7") == batch_id and editor.find("local-8") is None
+    deadline = time.monotonic() + 20
+    while (batch := editor.look(batch_id)).status not in ENDED:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    answers = editor.answers(batch, list(photos))
+    assert len(answers.results) == 2 and len(answers.errors) == 1 and answers.unanswered == []
+    [(failed_id, error)] = answers.errors.items()
+    assert isinstance(error, RetryableError) and error.code == "server_error"
+    for custom_id, result in answers.results.items():
+        assert result.cost_usd == pytest.approx(0.5 * (cost_usd("gpt-image-2", result.usage) or 0))
+        assert result.cost_usd and result.cost_usd > 0
+        marked = marker.answer(plans[custom_id], photos[custom_id], result, 0.0)
+        assert marked.meta["marks"] and all(m["drawn_by"] == "model" for m in marked.meta["marks"])
+    assert failed_id not in answers.results
+    editor.delete(*uploaded, input_id, batch.output_file_id or "", batch.error_file_id or "")
+    assert batch_fake.files.held() == []
+
+
+def test_the_sweep_deletes_deskmarks_old_files_but_not_what_an_open_batch_needs(
+        batch_fake: SandboxOpenAI, client: openai.OpenAI) -> None:
+    settings = Settings.from_env({"OPENAI_API_KEY": batch_fake.api_key, "OPENAI_BASE_URL": batch_fake.url},
+                                 dotenv=None)
+    editor = BatchEditor(settings)
+    left = editor.upload("dm-1-photo.png", b"\x89PNG left by a crash", "image/png")
+    needed = editor.upload("dm-2-photo.png", b"\x89PNG in an open batch", "image/png")
+    theirs = client.files.create(file=("someone-elses.png", b"\x89PNG", "image/png"), purpose="vision").id
+    assert editor.sweep(keep={needed}) == []  # nothing is an hour old yet
+    assert editor.sweep(keep={needed}, now=time.time() + 7200) == [left]
+    assert {f.id for f in batch_fake.files.held()} == {needed, theirs}
+    editor.delete(needed, needed)  # twice: the second finds it gone, and that is fine
+    client.files.delete(theirs)
+    assert batch_fake.files.held() == []
