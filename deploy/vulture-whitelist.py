@@ -47,3 +47,4 @@ review_tagged  # unused variable (worker/records.py:118)
 review_note_attempted  # unused variable (worker/records.py:119)
 review_note_id  # unused variable (worker/records.py:120)
 review_shown  # unused variable (worker/records.py:121)
+batch_submitted  # unused variable (worker/records.py:80): a TypedDict key, read by webhooks/templates/job.html

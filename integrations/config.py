@@ -44,6 +44,10 @@ class Settings:
     openai_base_url: str | None = None
     edit_model: str = DEFAULT_EDIT_MODEL
     edit_quality: str = "medium"
+    # DESKMARK_EDIT_MODE: "sync" (an edit call per photo), or "batch": edits go through OpenAI's
+    # Batch API at half the price, collected for DESKMARK_BATCH_COLLECT_SECONDS (worker.batches).
+    edit_mode: str = "sync"
+    batch_collect_seconds: int = 300
     locate_model: str | None = DEFAULT_LOCATE_MODEL
     prompt: str | None = None
     edit_rate_per_minute: int = 5
@@ -185,6 +189,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         edit_quality=quality,
         locate_model=locate_model,
         prompt=r.get("DESKMARK_PROMPT"),
+        edit_mode=(r.get("DESKMARK_EDIT_MODE") or "sync").lower(),
+        batch_collect_seconds=int(r.number("DESKMARK_BATCH_COLLECT_SECONDS", 300, int)),
         edit_rate_per_minute=int(r.number("DESKMARK_EDIT_RATE_PER_MINUTE", 5, int)),
         daily_budget_usd=float(r.number("DESKMARK_DAILY_BUDGET_USD", 20.0, float)),
         trigger_tags=r.csv("DESKMARK_TRIGGER_TAGS"),
@@ -200,6 +206,13 @@ def _parse(env: Mapping[str, str]) -> Settings:
         helpdesks=_helpdesks(r),
         slack=_slack(r),
     )
+    if settings.edit_mode not in ("sync", "batch"):
+        r.problems.append(f"DESKMARK_EDIT_MODE={settings.edit_mode!r}: use sync or batch")
+    elif settings.edit_mode == "batch" and settings.edit_provider != "openai":
+        r.problems.append("DESKMARK_EDIT_MODE=batch sends edits to OpenAI's Batch API: it needs "
+                          "OPENAI_API_KEY (the local annotator has no batches)")
+    if settings.batch_collect_seconds < 1:
+        r.problems.append("DESKMARK_BATCH_COLLECT_SECONDS must be at least 1 (default 300)")
     if settings.visibility_timeout < 10:
         r.problems.append("DESKMARK_VISIBILITY_TIMEOUT must be at least 10 seconds (default 3600)")
     if not 4 <= settings.lease_seconds <= settings.visibility_timeout / 2:

@@ -3,6 +3,8 @@ Admin only (webhooks.guard); what changes something also needs a same-origin req
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -11,6 +13,7 @@ from integrations.events import Credential
 from integrations.registry import HELPDESKS
 from webhooks import charts, guard
 from webhooks.services import services
+from worker.batches import open_batches
 from worker.limits import EditGate
 from worker.replay import replay_jobs
 from worker.signals import checks_line
@@ -19,6 +22,12 @@ from worker.store import JOB_STATES, Store
 __all__ = ["blueprint"]
 
 blueprint = Blueprint("dashboard", __name__)
+
+
+@blueprint.app_template_filter("utc_time")
+def utc_time(seconds: float) -> str:
+    """A unix time as the dashboard shows it: "2026-12-03 12:03 UTC"."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(seconds)))
 
 
 @blueprint.before_request
@@ -46,6 +55,7 @@ def index() -> str:
         failures_chart=charts.failures_chart(series[-7:]), checks=checks_line,
         credentials=credentials(store, list(settings.helpdesks)),
         signer=signer_fingerprint(store, settings),
+        batches=open_batches(store.r) if settings.edit_mode == "batch" else [],
     )
 
 

@@ -134,6 +134,8 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
     cost = money(mark.get("cost_usd"), mark.get("model") if mark.get("provider") == "openai" else None)
     if located and mark.get("cost_usd") is not None and located.get("cost_usd") is not None:
         cost += f" (locate ${located['cost_usd']:.4f}, edit ${mark.get('edit_cost_usd') or 0:.4f})"
+    if mark.get("batch"):
+        cost += " (edited through OpenAI's Batch API, at half the price)"
     details = [f"Model: {model}", cost, note_marker(job_id)]
     if mark.get("request_id"):
         details.append(f"request {escape(str(mark['request_id']))}")

@@ -8,6 +8,7 @@ for our own note on the ticket), and tagging is additive.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Mapping
@@ -23,8 +24,10 @@ from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
 from worker import credentials, dupes, signals
+from worker.batches import BatchQueue, Reserved
 from worker.jobs import Job
-from worker.marking import Facts, Marked, Marker, Reused, deliver
+from worker.limits import Reservation
+from worker.marking import EditPlan, Facts, Marked, Marker, Reused, deliver
 from worker.notes import (
     agent_reason,
     delivered_name,
@@ -86,6 +89,7 @@ class Runtime:
     helpdesks: Mapping[str, Helpdesk]
     marker: Marker
     notifier: SlackNotifier | None = None
+    batches: BatchQueue | None = None  # DESKMARK_EDIT_MODE=batch
     leases: Leases = field(init=False)
     duplicates: dupes.DupeIndex | None = field(init=False)  # None: DESKMARK_DUPLICATE_DAYS=0
     _keys: credentials.Keys | None = field(default=None, init=False, repr=False)
@@ -219,19 +223,43 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             # An earlier attempt's worker died during its edit call: that edit may be billed.
             lost += int(record.get("lost_edits") or 0)
             rt.store.update(job_id, {"edits_in_flight": 0, "lost_edits": lost})
-        source, _ = helpdesk.download(ticket_id, photo)
-        with source:  # a temporary file: on disk while the edit call waits, deleted after
-            subject = description = ""
-            if rt.marker.editor is not None:
-                ticket = helpdesk.ticket(ticket_id)
-                subject, description = ticket.subject, ticket.description
-            result = rt.marker.mark(
-                source, subject, description, located=record.get("located"),
-                remember=lambda located: rt.store.update(job_id, {"located": located}),
-                results=JobResults(rt.store, job_id),
-                on_edit=lambda started: rt.store.count_edit(job_id, started),
-            )
+        answered = rt.batches.answer_for(job_id) if rt.batches is not None else None
+        if answered is not None:
+            # Batch mode: the batch answered this job's edit. The second half, from the photo
+            # as it was downloaded when the job was parked.
+            plan, original, answer, reserved = answered
+            source: BinaryIO = io.BytesIO(original)
+            result = rt.marker.answer(plan, source, answer, 0.0)
+            if reserved is not None and rt.marker.gate is not None:
+                rt.marker.gate.settle(Reservation(reserved.day, reserved.amount),
+                                      plan.located_cost + (answer.cost_usd or 0.0))
             marked, mark = deliverable(result, source, job, record, rt)
+            mark["batch"] = str(record.get("batch") or "")
+        else:
+            source, _ = helpdesk.download(ticket_id, photo)
+            with source:  # a temporary file: on disk while the edit call waits, deleted after
+                subject = description = ""
+                if rt.marker.editor is not None:
+                    ticket = helpdesk.ticket(ticket_id)
+                    subject, description = ticket.subject, ticket.description
+                remember = lambda located: rt.store.update(job_id, {"located": located})  # noqa: E731
+                if rt.batches is not None:
+                    asked = rt.marker.ask(source, subject, description, located=record.get("located"),
+                                          remember=remember, results=JobResults(rt.store, job_id))
+                    if isinstance(asked, EditPlan):
+                        source.seek(0)
+                        held = asked.reservation
+                        rt.batches.park(job_id, asked, source.read(),
+                                        Reserved(held.day, held.amount) if held is not None else None)
+                        return "batched"
+                    result = asked  # reused, the local annotator, or the budget reached
+                else:
+                    result = rt.marker.mark(
+                        source, subject, description, located=record.get("located"), remember=remember,
+                        results=JobResults(rt.store, job_id),
+                        on_edit=lambda started: rt.store.count_edit(job_id, started),
+                    )
+                marked, mark = deliverable(result, source, job, record, rt)
         lost = lost or int(record.get("lost_edits") or 0)
         if lost and not mark.get("reused_from"):
             mark["lost_edits"] = lost
@@ -277,6 +305,8 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             log.warning("Slack review for %s not posted: %s", job_id, exc)
             rt.store.update(job_id, {"notify_error": str(exc)})
 
+    if rt.batches is not None:
+        rt.batches.finish(job_id)  # its photo and mask leave OpenAI's file store
     rt.store.update(job_id, {"state": "done", "finished": time.time(), "reason": ""})
     log.info("done %s on %s ticket %s (attempt %d)", job_id, vendor, ticket_id, attempt)
     return "done"

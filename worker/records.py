@@ -68,6 +68,7 @@ class Mark(TypedDict, total=False):
     budget_usd: float
     credentials: dict[str, str]  # {"signer": "throwaway" | "configured"}, or {"error": why not}
     signals: Signals  # claim signals of the customer's photo (worker.signals)
+    batch: str  # the OpenAI batch that made the edit (DESKMARK_EDIT_MODE=batch)
 
 
 class JobRecord(TypedDict, total=False):
@@ -75,6 +76,8 @@ class JobRecord(TypedDict, total=False):
     fields, so a retry sees what was done; a dead-lettered event (`kind: "event"`) keeps the
     event instead of a photo."""
 
+    batch: str  # batch mode: "collecting", or the OpenAI batch the edit went in
+    batch_submitted: float
     job_id: str
     kind: str  # "event" for a dead-lettered event; absent for a photo job
     event: dict[str, Any]

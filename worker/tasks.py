@@ -24,12 +24,14 @@ from integrations.errors import PermanentError, RetryableError, Throttled, Unusa
 from integrations.events import TicketEvent
 from integrations.logs import configure_logging, log_context
 from integrations.models import retirement_problem, retirement_warning
+from integrations.openai_batch import BatchEditor
 from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import SlackNotifier
 from integrations.tokens import RedisTokenCache
 from worker import pipeline
 from worker.app import make_celery
+from worker.batches import BatchQueue
 from worker.jobs import Job
 from worker.limits import EditGate
 from worker.liveness import STALE_AFTER, Liveness, beat_age
@@ -95,6 +97,8 @@ def runtime() -> pipeline.Runtime:
                            for key, own in config.helpdesks.items()},
                 marker=make_marker(config, EditGate(store, config)),
                 notifier=SlackNotifier(config.slack) if config.slack else None,
+                batches=(BatchQueue(store, BatchEditor(config), config.batch_collect_seconds)
+                         if config.edit_mode == "batch" else None),
             )
         return _runtime
 
@@ -288,6 +292,28 @@ def _start_reaper(**_: Any) -> None:
                     log.warning("could not record the helpdesks' credentials: %s", exc)
 
     threading.Thread(target=reap_forever, name="deskmark-reaper", daemon=True).start()
+    if settings().edit_mode == "batch":
+        threading.Thread(target=_batch_forever, args=(store,), name="deskmark-batches", daemon=True).start()
+
+
+def _batch_forever(store: Store) -> None:
+    """Batch mode: submit, look at and apply OpenAI batches (worker.batches; one worker at a
+    time does a round)."""
+    every = min(5.0, max(0.5, settings().batch_collect_seconds / 4))
+
+    def requeue(job_id: str) -> None:
+        process_photo.apply_async(args=[Job.from_record(job_id, store.job(job_id)).to_dict()])
+
+    def give_up(job_id: str, reason: str, error: VendorError | None) -> None:
+        pipeline.fail_job(Job.from_record(job_id, store.job(job_id)), runtime(), reason, error)
+
+    while not _stop_beating.wait(every):
+        try:
+            batches = runtime().batches
+            if batches is not None:
+                batches.tick(requeue, give_up)
+        except Exception as exc:  # OpenAI or Redis away: the next round tries again
+            log.warning("batches: %s", exc)
 
 
 @_on(worker_ready)
