@@ -60,8 +60,8 @@ class BatchEditor:
             raise translate(exc) from exc
 
     def delete(self, *file_ids: str) -> None:
-        """Delete files from OpenAI's store; one already gone is no error."""
-        for file_id in file_ids:
+        """Delete files from OpenAI's store; one already gone (or no id) is no error."""
+        for file_id in filter(None, file_ids):
             try:
                 self.client.files.delete(file_id)
             except openai.NotFoundError:

@@ -101,7 +101,10 @@ def slack() -> Iterator[SandboxSlack]:
 def openai_fake() -> Iterator[SandboxOpenAI]:
     fake = SandboxOpenAI().start()
     yield fake
+    left = fake.files.held()
     fake.stop()
+    if left:  # nothing of a customer's may stay in OpenAI's file store (batch mode)
+        pytest.fail(f"files left in the OpenAI sandbox's store: {[f.filename for f in left]}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

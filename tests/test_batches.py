@@ -104,3 +104,25 @@ def test_a_batch_created_before_a_crash_is_found_again_not_sent_twice(
     assert requeued == ["dm-c0"] and len(fake.batches.created) == 1  # found, not sent again
     queue.finish("dm-c0")
     assert fake.files.held() == []
+
+
+def test_the_lines_of_an_expired_batch_go_into_the_next_one(setup: tuple[BatchQueue, SandboxOpenAI, Settings]) -> None:
+    queue, fake, settings = setup
+    park(queue, settings, "dm-e0", 90)
+    fake.batches.expire_next = 1
+    requeued: list[str] = []
+    now = time.time() + 61
+    queue.tick(requeued.append, lambda *args: None, now=now)
+    assert len(fake.batches.created) == 1
+    deadline = time.monotonic() + 20
+    while queue.r.zcard(WAITING) == 0:  # until the expired batch is seen and its line put back
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        now += 60
+        queue.tick(requeued.append, lambda *args: None, now=now)
+    assert requeued == [] and queue.r.scard(OPEN) == 0
+    assert "did not answer it" in str(queue.store.job("dm-e0").get("reason"))
+    until_answered(queue, requeued, 1, now + 120)  # the next batch answers it
+    assert requeued == ["dm-e0"] and len(fake.batches.created) == 2
+    queue.finish("dm-e0")
+    assert fake.files.held() == []
