@@ -69,7 +69,7 @@ def test_a_worker_killed_while_its_batch_is_open_applies_the_same_batch_after_a_
     # The dashboard lists the open batch and its photos; a job page says what it waits on.
     page = wait_for(lambda: (lambda text: text if batch_id in text else None)(
         httpx.get(f"{stack.web.url}/", timeout=10).text), timeout=30)
-    assert "Open batches" in page and all(job_id in page for _, job_id in sent)
+    assert "Open batches" in page and len(sent) == 2 and all(job_id in page for _, job_id in sent)
     job_page = httpx.get(f"{stack.web.url}/jobs/{sent[0][1]}", timeout=10).text
     assert f"waiting for batch <code>{batch_id}</code> (submitted " in job_page
     assert "OpenAI answers within 24 h" in job_page

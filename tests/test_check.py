@@ -77,8 +77,11 @@ def test_each_credential_says_what_it_is_and_how_long_it_lives(deskmark_env: dic
                                                                  tmp_path: Path) -> None:
     result = check(deskmark_env, tmp_path)
     assert result.returncode == 0, result.stdout
-    assert re.search(r"zendesk +ok .*OAuth client \(ZENDESK_CLIENT_ID\): token valid for another "
-                     r"(29|30) min, renewed automatically", result.stdout), result.stdout
+    # The token the workers share (granted for 30 min, renewed 5 min before its end): this
+    # run's earlier tests may have been granted it some minutes ago.
+    found = re.search(r"zendesk +ok .*OAuth client \(ZENDESK_CLIENT_ID\): token valid for another "
+                      r"(\d+) min, renewed automatically", result.stdout)
+    assert found is not None and 5 <= int(found.group(1)) <= 30, result.stdout
     assert "helpscout      ok" in result.stdout and "token valid for another 48 h" in result.stdout
     assert "API key (FRESHDESK_API_KEY): does not expire" in result.stdout
     assert zendesk.client_secret not in result.stdout + result.stderr
