@@ -107,8 +107,13 @@ def test_deskmark_web_listens_on_loopback_unless_told(deskmark_env: dict[str, st
     try:
         wait_for(lambda: listening_on(port), timeout=30)
         assert listening_on(port) == ["0100007F"]  # 127.0.0.1, not 0.0.0.0 (00000000)
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200,
-                 timeout=30)  # booted: a SIGTERM now is a clean stop
+        def healthy() -> bool:  # the socket listens before gunicorn's worker has booted
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=30)  # booted: a SIGTERM now is a clean stop
     finally:
         process.terminate()
         try:
