@@ -269,9 +269,12 @@ class Marker:
         located: dict[str, Any] | None = None,
         remember: Callable[[dict[str, Any]], None] = lambda _: None,
         results: PaidResults | None = None,
+        batched: bool = False,
     ) -> EditPlan | Marked:
         """The first half: everything up to the edit request. A Marked when no edit is to be
-        asked for (the local annotator, a result already paid for, the budget reached)."""
+        asked for (the local annotator, a result already paid for, the budget reached).
+        `batched`: the edit goes into a batch, which OpenAI limits on its own: no slot of the
+        sync edit rate (DESKMARK_EDIT_RATE_PER_MINUTE) is taken; the budget still counts it."""
         decoding = images.decode_cost(data, images.DECODE_FLOOR)  # refuses bombs, from the header
         if self.editor is None:
             with self.memory.admit(decoding + PREPARE_EXTRA):
@@ -296,7 +299,8 @@ class Marker:
             return Marked(reused.image, meta, before, reused.after, reused.model)
         reservation = None
         if self.gate is not None:
-            self.gate.take_edit_slot()  # raises Throttled: nothing has been spent yet
+            if not batched:
+                self.gate.take_edit_slot()  # raises Throttled: nothing has been spent yet
             will_locate = self.locator is not None and not located
             estimate = estimate_usd(editor.model, size, getattr(editor, "quality", "medium"),
                                     self.locator.model if will_locate and self.locator else None)

@@ -245,7 +245,8 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 remember = lambda located: rt.store.update(job_id, {"located": located})  # noqa: E731
                 if rt.batches is not None:
                     asked = rt.marker.ask(source, subject, description, located=record.get("located"),
-                                          remember=remember, results=JobResults(rt.store, job_id))
+                                          remember=remember, results=JobResults(rt.store, job_id),
+                                          batched=True)
                     if isinstance(asked, EditPlan):
                         source.seek(0)
                         held = asked.reservation
