@@ -15,6 +15,7 @@ from deskmark.sandbox.openai import SandboxOpenAI
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.models import cost_usd
 from tests.helpers import Stack, job_reaches, marked_notes, send_photo, settled, wait_for
+from worker.limits import EditGate
 
 
 @pytest.fixture
@@ -57,6 +58,9 @@ def test_six_photos_go_through_batches_and_each_gets_one_note_at_half_price(
         [note] = marked_notes(zendesk, ticket)
         assert f"${mark['cost_usd']:.4f}" in note.html_body
         assert "edited through OpenAI's Batch API, at half the price" in note.html_body
+    # The daily budget holds what the notes bill: each reservation settled at the Batch price.
+    billed = sum(stack.store.job(job_id).get("cost_usd") or 0.0 for _, job_id in sent)
+    assert billed > 0 and EditGate(stack.store, stack.settings).spent() == pytest.approx(billed, abs=1e-6)
     # Every photo, mask, input, output and error file was deleted.
     assert batch_openai.files.deleted and batch_openai.files.held() == []
 

@@ -29,7 +29,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -37,11 +36,12 @@ import redis
 from integrations.errors import PermanentError, VendorError
 from integrations.openai_batch import ENDED, BatchEditor
 from integrations.openai_images import EditRequest, EditResult, Located
+from worker.limits import Reservation
 from worker.marking import EditPlan
 from worker.retry import MAX_RETRIES
 from worker.store import Store
 
-__all__ = ["BatchQueue", "Reserved", "KEEP_SECONDS", "open_batches"]
+__all__ = ["BatchQueue", "KEEP_SECONDS", "open_batches"]
 
 log = logging.getLogger("deskmark.batches")
 
@@ -51,14 +51,6 @@ FIRST_LOOK = 5.0
 SWEEP_EVERY = 3600.0
 WAITING = "dm:batch:waiting"  # parked job ids, by when they were parked
 OPEN = "dm:batches:open"  # deskmark's ids of batches submitted (or being submitted)
-
-
-@dataclass(frozen=True)
-class Reserved:
-    """The daily budget's reservation a parked job holds until its answer settles it."""
-
-    day: str
-    amount: float
 
 
 def _s(value: Any) -> str:
@@ -98,8 +90,10 @@ class BatchQueue:
         self._swept = 0.0
 
     # --- a job's side --------------------------------------------------------------------------
-    def park(self, job_id: str, plan: EditPlan, original: bytes, reserved: Reserved | None) -> None:
-        """Upload the plan's images, keep what the second half needs, and wait for a batch."""
+    def park(self, job_id: str, plan: EditPlan, original: bytes) -> None:
+        """Upload the plan's images, keep what the second half needs (the budget's reservation
+        among it, settled when the answer comes), and wait for a batch."""
+        reserved: Reservation | None = plan.reservation
         request = plan.request
         ext = {"image/png": "png", "image/webp": "webp"}.get(request.mime, "jpg")
         image_id = self.editor.upload(f"{job_id}-photo.{ext}", request.image, request.mime)
@@ -124,7 +118,7 @@ class BatchQueue:
                                    "batch": "collecting"})
         self.store.unwatch(job_id)  # no worker holds it: the batch does
 
-    def answer_for(self, job_id: str) -> tuple[EditPlan, bytes, EditResult, Reserved | None] | None:
+    def answer_for(self, job_id: str) -> tuple[EditPlan, bytes, EditResult, Reservation | None] | None:
         """The plan, the original photo and the batch's answer of a job whose batch answered."""
         raw = self.r.hgetall(_job_key(job_id))
         fields = {_s(k): v for k, v in raw.items()}
@@ -143,7 +137,7 @@ class BatchQueue:
         before = self.store.image(job_id, "before") or b""
         result = EditResult(image=base64.b64decode(answer["image"]), provider="openai", model=answer["model"],
                             cost_usd=answer["cost_usd"], request_id=answer["request_id"], usage=answer["usage"])
-        reserved = Reserved(*plan["reserved"]) if plan["reserved"] else None
+        reserved = Reservation(*plan["reserved"]) if plan["reserved"] else None
         return (EditPlan(edit, found, plan["key"], before, int(plan["decoding"]), None,
                          float(plan["located_cost"])), original, result, reserved)
 

@@ -24,9 +24,8 @@ from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
 from worker import credentials, dupes, signals
-from worker.batches import BatchQueue, Reserved
+from worker.batches import BatchQueue
 from worker.jobs import Job
-from worker.limits import Reservation
 from worker.marking import EditPlan, Facts, Marked, Marker, Reused, deliver
 from worker.notes import (
     agent_reason,
@@ -231,8 +230,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             source: BinaryIO = io.BytesIO(original)
             result = rt.marker.answer(plan, source, answer, 0.0)
             if reserved is not None and rt.marker.gate is not None:
-                rt.marker.gate.settle(Reservation(reserved.day, reserved.amount),
-                                      plan.located_cost + (answer.cost_usd or 0.0))
+                rt.marker.gate.settle(reserved, plan.located_cost + (answer.cost_usd or 0.0))
             marked, mark = deliverable(result, source, job, record, rt)
             mark["batch"] = str(record.get("batch") or "")
         else:
@@ -242,16 +240,17 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 if rt.marker.editor is not None:
                     ticket = helpdesk.ticket(ticket_id)
                     subject, description = ticket.subject, ticket.description
-                remember = lambda located: rt.store.update(job_id, {"located": located})  # noqa: E731
+
+                def remember(located: dict[str, Any]) -> None:
+                    rt.store.update(job_id, {"located": located})
+
                 if rt.batches is not None:
                     asked = rt.marker.ask(source, subject, description, located=record.get("located"),
                                           remember=remember, results=JobResults(rt.store, job_id),
                                           batched=True)
                     if isinstance(asked, EditPlan):
                         source.seek(0)
-                        held = asked.reservation
-                        rt.batches.park(job_id, asked, source.read(),
-                                        Reserved(held.day, held.amount) if held is not None else None)
+                        rt.batches.park(job_id, asked, source.read())
                         return "batched"
                     result = asked  # reused, the local annotator, or the budget reached
                 else:
