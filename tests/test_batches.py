@@ -126,3 +126,24 @@ def test_the_lines_of_an_expired_batch_go_into_the_next_one(setup: tuple[BatchQu
     assert requeued == ["dm-e0"] and len(fake.batches.created) == 2
     queue.finish("dm-e0")
     assert fake.files.held() == []
+
+
+def test_a_line_openai_refuses_is_given_up_at_once_and_its_files_deleted(
+        setup: tuple[BatchQueue, SandboxOpenAI, Settings]) -> None:
+    queue, fake, settings = setup
+    park(queue, settings, "dm-p0", 95)
+    line = json.loads(queue.r.hget("dm:job:dm-p0:batch", "line") or b"{}")
+    line["body"]["images"] = [{"file_id": "file-gone"}]  # OpenAI answers this line 400
+    queue.r.hset("dm:job:dm-p0:batch", "line", json.dumps(line))
+    given_up: list[tuple[str, str]] = []
+    now = time.time() + 61
+    deadline = time.monotonic() + 20
+    while not given_up:
+        assert time.monotonic() < deadline
+        queue.tick(lambda job_id: None, lambda job_id, reason, error: given_up.append((job_id, reason)), now=now)
+        time.sleep(0.1)
+        now += 60
+    [(job_id, reason)] = given_up
+    assert job_id == "dm-p0" and "its batch edit failed (once)" in reason and "Invalid image" in reason
+    assert queue.r.zcard(WAITING) == 0 and queue.r.scard(OPEN) == 0
+    assert fake.files.held() == []  # its photo and mask went with it, and the batch's files

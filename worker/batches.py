@@ -245,7 +245,8 @@ class BatchQueue:
             for job_id, error in answers.errors.items():
                 tries = int(self.r.hincrby(_job_key(job_id), "tries", 1))
                 if isinstance(error, PermanentError) or tries > MAX_RETRIES:
-                    give_up(job_id, f"its batch edit failed {tries} times: {error}", error)
+                    tried = "once" if tries == 1 else f"{tries} times"
+                    give_up(job_id, f"its batch edit failed ({tried}): {error}", error)
                     self.finish(job_id)
                 else:
                     retry.append(job_id)

@@ -468,6 +468,11 @@ def fail_job(job: Job, rt: Runtime, reason: str, error: VendorError | None) -> N
                              "last_error": error.record() if error else None})
     rt.store.count_failure(failure_kind(reason, error))
     log.warning("failed %s (dead letter; `deskmark replay %s` re-runs it): %s", job_id, job_id, reason)
+    if rt.batches is not None:
+        try:  # a dead letter keeps nothing at OpenAI (a replay edits again)
+            rt.batches.finish(job_id)
+        except VendorError as exc:  # the hourly sweep deletes it later
+            log.warning("could not delete %s's files at OpenAI yet: %s", job_id, exc)
     record = rt.store.job(job_id)
     if record.get("failure_noted") or record.get("note_id"):
         return
