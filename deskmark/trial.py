@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import redis
 
 from deskmark.annotate import write_new
-from integrations.config import Settings, masked_url
+from integrations.config import DEFAULT_QUALITY, Settings, masked_url
 from integrations.errors import Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.models import TYPICAL_SIZE, estimate_usd
 from integrations.registry import HELPDESKS
@@ -99,7 +99,7 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
     if marker_paid(rt):
         editor, locator = rt.marker.editor, rt.marker.locator
         assert editor is not None
-        each = estimate_usd(editor.model, TYPICAL_SIZE, getattr(editor, "quality", "medium"),
+        each = estimate_usd(editor.model, TYPICAL_SIZE, getattr(editor, "quality", DEFAULT_QUALITY),
                             locator.model if locator else None)
         spent = EditGate(rt.store, settings).spent()
         say(f"{len(photos)} photo{'s' if len(photos) > 1 else ''}: estimated ${each * len(photos):.4f} "

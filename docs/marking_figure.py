@@ -1,7 +1,8 @@
 """Makes docs/marking.png, the README's row of three: the customer's photo, what the edit model
 answered, and what deskmark delivers. The model is the tests' stand-in (sandbox.openai.
 MarkingModel): it redraws every pixel, brighter and blurred, and circles the crack with a
-generous margin, past the box the locator found.
+generous margin, past the box the locator found; asked for the ring only, it writes no label,
+and deskmark writes its own beside the ring.
 
     python docs/marking_figure.py
 """
@@ -21,7 +22,7 @@ from deskmark.sandbox.openai import MarkingModel  # noqa: E402
 from deskmark.sandbox.photos import damage_box, damaged_product  # noqa: E402
 from integrations.openai_images import DamageBox, Located  # noqa: E402
 from worker import images  # noqa: E402
-from worker.marking import _take_mark  # noqa: E402
+from worker.marking import RING_PROMPT, _take_mark  # noqa: E402
 
 PANEL = 400
 
@@ -30,17 +31,17 @@ def main() -> int:
     photo = damaged_product(1600, 1200, damage="tall", seed=3)
     sent_bytes = images.prepare(photo).request_image  # as sent (here: the photo's own size)
     sent = images.load(sent_bytes)
-    answer = MarkingModel(damage="tall", margin=0.45, label="crack")(sent, None)
+    answer = MarkingModel(damage="tall", margin=0.2, label="crack")(sent, None, RING_PROMPT)
     out = io.BytesIO()
     answer.save(out, format="PNG")
     box = tuple(int(v) for v in damage_box("tall", *sent.size))
     delivered, *_ = _take_mark(photo, sent_bytes, out.getvalue(),
                                Located(model="figure", boxes=[DamageBox("crack", box)]))  # type: ignore[arg-type]
     # A window on the crack's upper half, at full resolution: the redraw shows in the crack.
-    window = (560, 80, 1160, 530)
+    window = (500, 20, 1100, 470)
     panels = [(images.load(photo), "the customer's photo"),
               (answer, "the model's answer: every pixel redrawn"),
-              (delivered, "delivered: customer's pixels + model's strokes")]
+              (delivered, "delivered: customer's pixels, ring, label")]
     font = ImageFont.load_default(size=17)
     width = PANEL * 3 + 40
     height = int(PANEL * (window[3] - window[1]) / (window[2] - window[0]))

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 __all__ = ["ConfigError", "Settings", "SlackSettings", "masked_url", "url_password"]
 
 QUALITIES = ("low", "medium", "high", "auto", "xhigh", "max")
+# Only the strokes of the model's mark are kept, so the edit's quality buys a cleaner ring, not
+# a better photo; `low` costs a ninth of `medium`'s output tokens (README, "What a photo costs").
+DEFAULT_QUALITY = "low"
 PROVIDERS = ("openai", "local")
 DEFAULT_EDIT_MODEL = "gpt-image-2"
 DEFAULT_LOCATE_MODEL = "gpt-5.4"
@@ -43,7 +46,7 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     edit_model: str = DEFAULT_EDIT_MODEL
-    edit_quality: str = "medium"
+    edit_quality: str = DEFAULT_QUALITY
     # DESKMARK_EDIT_MODE: "sync" (an edit call per photo), or "batch": edits go through OpenAI's
     # Batch API at half the price, collected for DESKMARK_BATCH_COLLECT_SECONDS (worker.batches).
     edit_mode: str = "sync"
@@ -163,7 +166,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
             "DESKMARK_EDIT_PROVIDER=openai needs OPENAI_API_KEY "
             "(or set DESKMARK_EDIT_PROVIDER=local to mark photos without a model)"
         )
-    quality = (r.get("DESKMARK_EDIT_QUALITY") or "medium").lower()
+    quality = (r.get("DESKMARK_EDIT_QUALITY") or DEFAULT_QUALITY).lower()
     edit_model = r.get("DESKMARK_EDIT_MODEL") or DEFAULT_EDIT_MODEL
     known = lookup(edit_model)
     if quality not in QUALITIES:

@@ -28,13 +28,21 @@ __all__ = [
     "ceiling",
     "retirement_warning",
     "TYPICAL_SIZE",
+    "output_tokens",
+    "input_image_tokens",
 ]
 
 FLEXIBLE = "flexible"
 CLASSIC_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
-# deskmark's own ceiling on the long edge it sends: bigger costs more and marks no better.
-MAX_REQUEST_EDGE = 1536
-TYPICAL_SIZE = (1536, 1152)  # the request size of a 4:3 phone photo (worker.marking)
+# deskmark's own ceiling on the long edge it sends. Only the strokes of the model's mark are
+# kept (worker.strokes), so a bigger request buys a sharper ring, not a better photo, and costs
+# more three times: gpt-image-2 bills an input image by its 32 px patches (1,536 at most, and
+# an image under 1024 px is magnified to 1024 first: `input_image_tokens`), the output by its
+# size (`output_tokens`), and the locate model sees the same image. At 1024 a 4:3 photo is
+# 1024x768: 768 input patches instead of 1,536 at 1536x1152, and 134 output tokens at `low`
+# instead of 181 (README, "What a photo costs").
+MAX_REQUEST_EDGE = 1024
+TYPICAL_SIZE = (1024, 768)  # the request size of a 4:3 phone photo (worker.marking)
 QUALITIES_2 = ("low", "medium", "high", "auto")
 # Images 2.5 and 2.6 add two qualities above high. OpenAI's own SDK (openai-python 3.60.0,
 # types/image_edit_params.py, read 2026-12-03) names the 2.5 models and their 2026-09-08
@@ -218,11 +226,48 @@ def locate_cost_usd(model_name: str, usage: dict[str, Any] | None) -> float | No
             + (usage.get("output_tokens") or 0) * prices[1]) / 1_000_000
 
 
-# Output image tokens per 1024x1024 by quality (OpenAI's published figures for GPT image models,
-# VENDORS.md "Prices"); used only to reserve budget before a call, the accounting uses the
-# call's own `usage`. xhigh and max have no published figure (2026-12): reserved at 2x and 4x
-# high, an assumption on the safe side; the call's `usage` then settles what was spent.
-_OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 4160, "xhigh": 8320, "max": 16640}
+# Output image tokens per 1024x1024 by quality for the 1.x models (OpenAI's published table,
+# VENDORS.md "Prices").
+_CLASSIC_OUTPUT = {"low": 272, "medium": 1056, "high": 4160, "auto": 4160}
+# gpt-image-2's output tokens: the formula behind the cost calculator of OpenAI's image
+# generation guide, as read out of it (OpenAI developer community, "Gpt-image-2 output pricing
+# calculator", 2026-06-05). It gives OpenAI's own published examples exactly (checked
+# 2026-12-07, tests/test_models.py): 1024x1024 $0.006 / $0.053 / $0.211, 1024x1536 and
+# 1536x1024 $0.005 / $0.041 / $0.165 at low / medium / high. The price of an image grows with
+# its quality squared, and only weakly with its area (a 2 MP offset).
+_QUALITY_FACTOR = {"low": 16, "medium": 48, "high": 96, "auto": 96}
+# xhigh and max have no published figure (2026-12): reserved at 2x and 4x high's factor of
+# tokens, an assumption on the safe side; the call's `usage` then settles what was spent.
+_BEYOND_HIGH = {"xhigh": 2, "max": 4}
+
+
+def output_tokens(model_name: str, quality: str, size: tuple[int, int]) -> int:
+    """The image output tokens OpenAI bills for one edit of `size` at `quality`: what deskmark
+    reserves before the call (its `usage` settles what was spent)."""
+    width, height = size
+    model = lookup(model_name)
+    if model is not None and not isinstance(model.sizes, str):
+        return int(_CLASSIC_OUTPUT.get(quality, _CLASSIC_OUTPUT["high"]) * width * height / 2**20)
+    factor = _QUALITY_FACTOR.get(quality, _QUALITY_FACTOR["high"])
+    long_edge, short_edge = max(width, height), min(width, height)
+    short_axis = (2 * factor * short_edge + long_edge) // (2 * long_edge)
+    tokens = -(-factor * short_axis * (2_000_000 + width * height) // 4_000_000)
+    return tokens * _BEYOND_HIGH.get(quality, 1)
+
+
+def input_image_tokens(size: tuple[int, int]) -> int:
+    """The image input tokens of one photo sent to gpt-image-2's edits: 32 px patches, an image
+    whose long edge is under 1024 magnified to 1024 (at most 2x) first, at most 1,536 patches
+    (measured by a user over 100 edits, OpenAI developer community, "OpenAI must document the
+    input image pricing of gpt-image-2", 2026-06-12; OpenAI publishes no formula). Used only to
+    reserve budget."""
+    grow = min(2.0, max(1.0, 1024 / max(size)))
+    width, height = size[0] * grow, size[1] * grow
+    patches = math.ceil(width / 32) * math.ceil(height / 32)
+    if patches > 1536:
+        shrink = math.sqrt(1536 / patches)
+        patches = min(1536, math.ceil(width * shrink / 32) * math.ceil(height * shrink / 32))
+    return patches
 
 
 def estimate_usd(edit_model: str, size: tuple[int, int], quality: str,
@@ -230,9 +275,12 @@ def estimate_usd(edit_model: str, size: tuple[int, int], quality: str,
     """A typical cost for locating + editing one photo, never 0 for a model with no known
     price: the family's ceiling is reserved instead."""
     (text_price, image_price, out_price), _ = prices_of(edit_model)
-    out = _OUTPUT_TOKENS.get(quality, _OUTPUT_TOKENS["max"]) * size[0] * size[1] / (1024 * 1024)
-    total = (400 * text_price + 1000 * image_price + out * out_price) / 1_000_000
+    total = (400 * text_price + input_image_tokens(size) * image_price
+             + output_tokens(edit_model, quality, size) * out_price) / 1_000_000
     if locate_model:
+        # The locate model sees the same image: its 32 px patches plus the instructions in,
+        # the boxes as JSON out (300 tokens leave room for some reasoning).
         price_in, price_out = LOCATE_PRICES.get(locate_model) or max(LOCATE_PRICES.values())
-        total += (1500 * price_in + 300 * price_out) / 1_000_000
+        patches = math.ceil(size[0] / 32) * math.ceil(size[1] / 32)
+        total += ((patches + 600) * price_in + 300 * price_out) / 1_000_000
     return total

@@ -86,7 +86,7 @@ def test_annotate_debug_writes_the_models_output_and_the_strokes_taken(tmp_path:
     assert result.returncode == 0, result.stderr
     model = Image.open(io.BytesIO((tmp_path / "a-model.png").read_bytes()))
     strokes = Image.open(io.BytesIO((tmp_path / "a-strokes.png").read_bytes()))
-    assert model.format == "PNG" and model.size == (1200, 896)  # as the model answered
+    assert model.format == "PNG" and model.size == (1024, 768)  # as the model answered
     assert strokes.mode == "RGBA" and strokes.size == model.size
     # The model's circle elsewhere was not taken: it shows as rejected (magenta), nothing kept.
     assert strokes.getchannel("A").getbbox() is not None

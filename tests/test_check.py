@@ -45,7 +45,7 @@ def test_the_models_shut_down_on_december_1_fail_and_images_2_6_is_priced(deskma
     current = check({**deskmark_env, "DESKMARK_EDIT_MODEL": "gpt-image-2.6-flare"}, tmp_path)
     assert current.returncode == 0, current.stdout
     line = next(x for x in current.stdout.splitlines() if x.startswith("openai "))
-    assert "editing with gpt-image-2.6-flare (medium; $5 / $8 / $30 per 1M tokens; about $" in line
+    assert "editing with gpt-image-2.6-flare (low; $5 / $8 / $30 per 1M tokens; about $" in line
     assert "warn" not in line and "no price" not in current.stdout
 
 

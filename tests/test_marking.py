@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from PIL import Image, ImageChops, ImageFilter, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
 from deskmark.sandbox.openai import MarkingModel, SandboxOpenAI
 from deskmark.sandbox.photos import damage_box, damaged_product, product_box
@@ -129,11 +129,32 @@ def ring_around(mask: Image.Image, box: tuple[float, ...], directions: int = 16)
     return hits / max(1, possible)
 
 
-def label_box_seen(delivered: Image.Image, customer: Image.Image) -> bool:
-    """deskmark's label is white text on a filled red box: a red block thicker than any stroke."""
+def label_block(delivered: Image.Image, customer: Image.Image) -> tuple[int, int, int, int] | None:
+    """Where deskmark's label is: white text on a filled red box, a red block thicker than any
+    stroke (found by its core, the box shrunk by 5 px; then the red around that core)."""
     red = redness(delivered).point(lambda v: 255 if v >= 120 else 0)
     new = ImageChops.subtract(red, redness(customer).point(lambda v: 255 if v >= 60 else 0))
-    return new.filter(ImageFilter.MinFilter(11)).getbbox() is not None
+    box = new.filter(ImageFilter.MinFilter(11)).getbbox()
+    while box is not None:  # grow it over the red that touches it (the box around the text)
+        wider = (max(0, box[0] - 6), max(0, box[1] - 6), box[2] + 6, box[3] + 6)
+        inside = new.crop(wider).getbbox()
+        assert inside is not None
+        grown = (wider[0] + inside[0], wider[1] + inside[1], wider[0] + inside[2], wider[1] + inside[3])
+        if grown == box:
+            break
+        box = grown
+    return box
+
+
+def label_box_seen(delivered: Image.Image, customer: Image.Image) -> bool:
+    return label_block(delivered, customer) is not None
+
+
+def ellipse_band(ellipse: tuple[float, ...], size: tuple[int, int], width: int) -> Image.Image:
+    band = Image.new("L", size, 0)
+    ImageDraw.Draw(band).ellipse([v - width / 2 if i < 2 else v + width / 2 for i, v in enumerate(ellipse)],
+                                 outline=255, width=width)
+    return band
 
 
 def scaled(box: tuple[float, ...], source: tuple[int, int], target: tuple[int, int]) -> tuple[float, ...]:
@@ -162,7 +183,18 @@ def test_the_models_circle_is_kept_and_every_other_pixel_is_the_customers(
     seen = strokes.load()
     assert seen is not None
     assert sum(seen[int(x), int(y)] >= 128 for x, y in on_circle) >= 0.9 * len(on_circle)  # type: ignore[operator]
-    assert not label_box_seen(delivered, customer)  # ... and deskmark drew nothing of its own
+    # ... with deskmark's label beside it, and no other stroke: no ring of deskmark's own, and
+    # none of the model's text (it was asked for none; deskmark writes the label).
+    block = label_block(delivered, customer)
+    assert block is not None
+    dx0, dy0, dx1, dy1 = damage_box(damage, *delivered.size)
+    assert block[3] <= dy0 or block[1] >= dy1 or block[2] <= dx0 or block[0] >= dx1  # not over the damage
+    assert "Write no text" in fake.calls[0]["prompt"]
+    label = Image.new("L", delivered.size, 0)
+    label.paste(255, (block[0] - 12, block[1] - 12, block[2] + 12, block[3] + 12))
+    extra = ImageChops.subtract(ImageChops.subtract(strokes, ellipse_band((ex0, ey0, ex1, ey1), delivered.size, 24)),
+                                label)
+    assert count(extra) < 0.01 * count(strokes), count(extra)
     # ... and every other pixel, the damage's own included, is the customer's.
     assert share_equal(delivered, customer, outside(strokes)) >= 0.97
     damage_area = only(damage_box(damage, *delivered.size), delivered.size, strokes)
@@ -315,7 +347,7 @@ def test_a_sideways_phone_photo_is_located_and_marked_upright(openai_fake: Sandb
     marked = marker_for(openai_fake).mark(data, "Cracked screen", "It arrived cracked")
     [edit] = openai_fake.calls[calls:]
     [locate] = openai_fake.located[located:]
-    assert edit["image_sizes"] == [(1152, 1536)] and locate["image_size"] == (1152, 1536)
+    assert edit["image_sizes"] == [(768, 1024)] and locate["image_size"] == (768, 1024)
     assert locate["detail"] == "original" and edit["mask"] is True
     delivered, customer = open_pair(marked, data)
     assert delivered.size == (1500, 2000)  # a 1/2-scale decode, upright

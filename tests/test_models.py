@@ -14,7 +14,9 @@ from integrations.models import (
     ceiling,
     cost_usd,
     estimate_usd,
+    input_image_tokens,
     lookup,
+    output_tokens,
     prices_of,
     request_size,
     retirement_problem,
@@ -78,3 +80,31 @@ def test_the_quality_must_be_one_the_model_takes() -> None:
     assert Settings.from_env({**env, "DESKMARK_EDIT_MODEL": "gpt-image-2.6-flare"}, dotenv=None).edit_quality == "xhigh"
     with pytest.raises(ConfigError, match="gpt-image-2 takes low, medium, high, auto"):
         Settings.from_env(env, dotenv=None)
+
+
+@pytest.mark.parametrize(("size", "dollars"), [
+    ((1024, 1024), (0.006, 0.053, 0.211)),
+    ((1024, 1536), (0.005, 0.041, 0.165)),
+    ((1536, 1024), (0.005, 0.041, 0.165)),
+])
+def test_gpt_image_2_output_tokens_give_openais_published_examples(
+        size: tuple[int, int], dollars: tuple[float, float, float]) -> None:
+    """OpenAI's image generation guide prices these sizes at low / medium / high; the formula
+    deskmark reserves with must give the same dollars at $30 per 1M output tokens."""
+    for quality, published in zip(("low", "medium", "high"), dollars, strict=True):
+        assert round(output_tokens("gpt-image-2", quality, size) * 30 / 1e6, 3) == published
+
+
+def test_what_a_photo_is_reserved_at_follows_its_size_and_quality() -> None:
+    # Quality dominates (a factor squared); size counts weakly (a 2 MP offset).
+    low, medium = (output_tokens("gpt-image-2", q, TYPICAL_SIZE) for q in ("low", "medium"))
+    assert 8 < medium / low < 10
+    assert output_tokens("gpt-image-2", "low", (1536, 1152)) > output_tokens("gpt-image-2", "low", (1024, 768))
+    assert output_tokens("gpt-image-2.6-flare", "max", TYPICAL_SIZE) == 4 * output_tokens(
+        "gpt-image-2.6-flare", "high", TYPICAL_SIZE)
+    # Input images: 32 px patches, small ones magnified to 1024 px, at most 1,536.
+    assert input_image_tokens((1024, 768)) == 32 * 24
+    assert input_image_tokens((512, 384)) == 32 * 24
+    assert input_image_tokens((1536, 1152)) == input_image_tokens((4000, 3000)) <= 1536
+    assert estimate_usd("gpt-image-2", (1536, 1152), "low", "gpt-5.4") > estimate_usd(
+        "gpt-image-2", TYPICAL_SIZE, "low", "gpt-5.4") > estimate_usd("gpt-image-2", TYPICAL_SIZE, "low", None)

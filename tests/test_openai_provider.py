@@ -44,7 +44,7 @@ def test_edit_sends_a_png_part_and_reads_usage_and_request_id(openai_fake: Sandb
     result = editor_for(openai_fake).edit(request())
     call = openai_fake.calls[-1]
     assert call["parts"] == [("photo.jpg", "image/jpeg")]
-    assert call["model"] == "gpt-image-2" and call["quality"] == "medium"
+    assert call["model"] == "gpt-image-2" and call["quality"] == "low"  # the default: only strokes are kept
     assert call["input_fidelity"] is None  # gpt-image-2 takes no input_fidelity
     assert images.sniff(result.image) == "PNG"
     assert result.request_id and result.request_id.startswith("req_")
@@ -86,10 +86,10 @@ def test_rate_limit_keeps_retry_after_and_quota_does_not_retry(openai_fake: Sand
 
 
 @pytest.mark.parametrize(("size", "expected"), [
-    ((4000, 3000), (1536, 1152)),
-    ((3000, 4000), (1152, 1536)),
+    ((4000, 3000), (1024, 768)),  # deskmark's long edge (MAX_REQUEST_EDGE)
+    ((3000, 4000), (768, 1024)),
     ((640, 480), (944, 704)),  # scaled up to the 655,360-pixel minimum
-    ((6000, 1000), (1536, 512)),  # clamped to 3:1
+    ((6000, 1000), (1408, 480)),  # clamped to 3:1, then up to the minimum
 ])
 def test_request_size_for_gpt_image_2(size: tuple[int, int], expected: tuple[int, int]) -> None:
     w, h = request_size("gpt-image-2", *size)

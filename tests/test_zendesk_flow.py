@@ -73,7 +73,7 @@ def test_attachment_event_gets_exactly_one_marked_note(
     [call] = calls_for(openai_fake, subject)
     assert call["model"] == "gpt-image-2"
     assert call["parts"] == [("photo.jpg", "image/jpeg")] and call["mask"] is True
-    assert call["size"] == "1536x1152"  # the photo's 4:3, multiples of 16
+    assert call["size"] == "1024x768"  # the photo's 4:3, long edge 1024 (MAX_REQUEST_EDGE)
     assert any(subject in r["text"] for r in openai_fake.located)  # the locator saw the ticket
 
     # The attachment came through its redirect; the signed-URL host never saw credentials.

@@ -40,6 +40,7 @@ __all__ = [
     "Box",
     "scale_box",
     "edit_mask",
+    "draw_label",
 ]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
@@ -340,12 +341,10 @@ def draw_marks(image: Image.Image, marks: list[tuple[Box, str]]) -> None:
     """deskmark's own mark, in place: a red ellipse around each box and its label beside it.
 
     The ellipse passes outside the box's corners, so the damage itself stays clear, and has a
-    thin white halo, so it shows on a red or a dark product. The label is white on a red box,
-    its size set by the photo's, above the ellipse (below when there is no room).
+    thin white halo, so it shows on a red or a dark product.
     """
     draw = ImageDraw.Draw(image)
-    stroke = max(3, min(image.size) // 150)
-    font = ImageFont.load_default(size=max(14, min(image.size) // 28))
+    stroke = _stroke(image)
     for (x0, y0, x1, y1), label in marks:
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         pad = stroke * 2 + 0.15 * max(x1 - x0, y1 - y0)
@@ -355,17 +354,32 @@ def draw_marks(image: Image.Image, marks: list[tuple[Box, str]]) -> None:
         draw.ellipse((ellipse[0] - halo, ellipse[1] - halo, ellipse[2] + halo, ellipse[3] + halo),
                      outline=(255, 255, 255), width=stroke + 2 * halo)
         draw.ellipse(ellipse, outline=MARK_RED, width=stroke)
-        if not label:
-            continue
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        tw, th = right - left, bottom - top
-        gap = stroke + 6
-        tx = min(max(4, cx - tw / 2), image.width - tw - 8)
-        ty = ellipse[1] - th - gap - 6 if ellipse[1] - th - gap - 6 >= 4 else min(
-            image.height - th - 8, ellipse[3] + gap)
-        draw.rectangle((tx - 5, ty - 4, tx + tw + 5, ty + th + 6), fill=MARK_RED,
-                       outline=(255, 255, 255), width=max(1, halo))
-        draw.text((tx - left, ty - top), label, fill=(255, 255, 255), font=font)
+        draw_label(image, (int(ellipse[0]), int(ellipse[1]), math.ceil(ellipse[2]), math.ceil(ellipse[3])), label)
+
+
+def _stroke(image: Image.Image) -> int:
+    return max(3, min(image.size) // 150)
+
+
+def draw_label(image: Image.Image, around: Box, label: str) -> None:
+    """A mark's label, in place: white on a red box with a white edge, its size set by the
+    photo's, centred above `around` (the ring), or below it when there is no room above."""
+    if not label:
+        return
+    draw = ImageDraw.Draw(image)
+    stroke = _stroke(image)
+    halo = max(1, stroke // 3)
+    font = ImageFont.load_default(size=max(14, min(image.size) // 28))
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    tw, th = right - left, bottom - top
+    gap = stroke + 6
+    cx = (around[0] + around[2]) / 2
+    tx = min(max(4, cx - tw / 2), image.width - tw - 8)
+    ty = around[1] - th - gap - 6 if around[1] - th - gap - 6 >= 4 else min(
+        image.height - th - 8, around[3] + gap)
+    draw.rectangle((tx - 5, ty - 4, tx + tw + 5, ty + th + 6), fill=MARK_RED,
+                   outline=(255, 255, 255), width=max(1, halo))
+    draw.text((tx - left, ty - top), label, fill=(255, 255, 255), font=font)
 
 
 def scale_box(box: Box, source: tuple[int, int], target: tuple[int, int]) -> Box:

@@ -112,8 +112,8 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
             else:
                 parts.append(f"{label} (circled by deskmark: {escape(str(item.get('why')))})")
         by_model = any(item.get("drawn_by") == "model" for item in mark["marks"])
-        taken = (f" Only the strokes of {model}'s mark were taken from its output, after deskmark "
-                 "checked that they go around the located damage." if by_model else "")
+        taken = (f" Only the ring of {model}'s mark was taken from its output, after deskmark "
+                 "checked that it goes around the located damage; deskmark wrote the label." if by_model else "")
         lines.append(
             f"<p>Marked: {'; '.join(parts)}. Located by {escape(str(located.get('model')))}."
             f"{taken} {own_pixels}</p>")

@@ -5,7 +5,9 @@ own margin, mask or not. So deskmark compares the model's output with the photo 
 same size, and keeps only the colour the model *added*: pixels that are clearly red in the
 output and were not red anywhere near them in the photo, so a red product stays the customer's.
 Those strokes are kept near the located damage only, and only where they form a mark around it
-(`read_mark`); everywhere else the delivered photo is the customer's own (`paste_strokes`).
+(`read_mark`); everywhere else the delivered photo is the customer's own (`paste_strokes`). Of a
+located mark only the ring is kept: deskmark writes its label itself (images.draw_label), in
+a font it knows covers the words, however the model drew or misspelt its own.
 
 Pure functions over Pillow images, no vendor knowledge. Boxes are (x0, y0, x1, y1) pixels of
 the sent image, x1 and y1 exclusive.
@@ -35,12 +37,15 @@ Box = tuple[int, int, int, int]
 
 # How far from a damage box its mark may reach: the circle (models leave margins of 15% to 60%
 # of the damage's longer side) is looked for within CHECK_*; the strokes kept are the ones found
-# there plus whatever continues them (the label beside the circle) with gaps under LABEL_GAP,
-# within KEEP_*. Each is: that many times the box's longer side, plus a floor that is a share
-# of the photo's shorter side (a chip's label is no smaller than a screen's).
+# there plus whatever continues them with gaps under RING_GAP (the ring's own soft or broken
+# edge). What continues them with gaps under LABEL_GAP (a label the model wrote beside the
+# circle) belongs to the mark too, so it is not stray red, but is not kept. Both within KEEP_*.
+# Each is: that many times the box's longer side, plus a floor that is a share of the photo's
+# shorter side (a chip's label is no smaller than a screen's).
 CHECK_REACH, CHECK_FLOOR = 0.7, 0.05
 KEEP_REACH, KEEP_FLOOR = 0.8, 0.35
 LABEL_GAP = 0.04
+RING_GAP = 0.006
 SECTORS = 32  # directions around a box in which the ring is looked for
 RING_COVERAGE = 0.7  # share of those directions the mark must cover (a label may interrupt it)
 RING_INNER = 0.6  # a stroke counts for its direction from this fraction of the way to the box's edge
@@ -112,17 +117,18 @@ def check_area(box: Box, size: tuple[int, int]) -> Box:
     return _grow(box, size, CHECK_REACH, CHECK_FLOOR)
 
 
-def keep_area(solid: Image.Image, box: Box) -> Box:
+def keep_area(solid: Image.Image, box: Box, reach: float = LABEL_GAP) -> Box:
     """Where the strokes of the mark around `box` are: those in its check area, grown by what
-    continues them with gaps under LABEL_GAP (a label's letters, its distance from the circle),
-    never beyond KEEP_* (so a mark drawn elsewhere stays apart). `solid`: the stroke pixels."""
+    continues them with gaps under `reach` of the photo's shorter side (LABEL_GAP: a label's
+    letters, its distance from the circle; RING_GAP: the ring alone), never beyond KEEP_* (so a
+    mark drawn elsewhere stays apart). `solid`: the stroke pixels."""
     size = solid.size
     area = check_area(box, size)
     found = solid.crop(area).getbbox()
     if found is None:
         return area
     limit = _grow(box, size, KEEP_REACH, KEEP_FLOOR)
-    gap = max(4, int(LABEL_GAP * min(size)))
+    gap = max(3, int(reach * min(size)))
     current = (area[0] + found[0], area[1] + found[1], area[0] + found[2], area[1] + found[3])
     for _ in range(8):
         wider = (max(limit[0], current[0] - gap), max(limit[1], current[1] - gap),
@@ -233,9 +239,9 @@ def read_mark(sent: Image.Image, output: Image.Image, boxes: list[Box]) -> Readi
         return _read_unlocated(added, solid)
     near = Image.new("L", size, 0)
     draw = ImageDraw.Draw(near)
-    kept_areas = [keep_area(solid, box) for box in boxes]
-    for x0, y0, x1, y1 in kept_areas:
+    for x0, y0, x1, y1 in (keep_area(solid, box) for box in boxes):  # the marks, labels and all
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=255)
+    kept_areas = [keep_area(solid, box, RING_GAP) for box in boxes]  # their rings
     stray = solid.histogram()[255] - ImageChops.multiply(solid, near).histogram()[255]
     checks = [_ring(added, box, size) for box in boxes]
     kept = sum(c.pixels for c in checks if c.ok)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import threading
 import time
 import uuid
@@ -50,7 +51,33 @@ RETIRED = {"gpt-image-1.5": "2026-12-01", "gpt-image-1-mini": "2026-12-01",
 NEW_QUALITIES = {"xhigh", "max"}  # Images 2.5 and 2.6 only
 CLASSIC = {"1024x1024", "1536x1024", "1024x1536", "auto"}
 ALLOWED_MIME = {"image/png", "image/jpeg", "image/webp"}
-OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "auto": 1056, "xhigh": 8320, "max": 16640}
+# How OpenAI bills gpt-image-2 (the stand-in's own copy of the vendor's rules, not deskmark's):
+# output tokens by the formula behind the cost calculator of OpenAI's image generation guide
+# (OpenAI developer community, 2026-06-05; it gives OpenAI's published $0.006 / $0.053 / $0.211
+# for 1024x1024 and $0.005 / $0.041 / $0.165 for 1024x1536), xhigh and max as 2x and 4x high (no
+# published figure); input images by 32 px patches (community measurement, 2026-06-12).
+QUALITY_FACTOR = {"low": 16, "medium": 48, "high": 96, "auto": 96, "xhigh": 96, "max": 96}
+BEYOND_HIGH = {"xhigh": 2, "max": 4}
+
+
+def billed_output(quality: str, w: int, h: int) -> int:
+    factor = QUALITY_FACTOR[quality]
+    short_axis = (2 * factor * min(w, h) + max(w, h)) // (2 * max(w, h))
+    return -(-factor * short_axis * (2_000_000 + w * h) // 4_000_000) * BEYOND_HIGH.get(quality, 1)
+
+
+def patches(w: float, h: float) -> int:
+    return math.ceil(w / 32) * math.ceil(h / 32)
+
+
+def billed_input_image(w: int, h: int) -> int:
+    """An edit's input image: under 1024 px magnified to 1024 (at most 2x), at most 1,536 patches."""
+    grow = min(2.0, max(1.0, 1024 / max(w, h)))
+    gw, gh = w * grow, h * grow
+    if patches(gw, gh) <= 1536:
+        return patches(gw, gh)
+    shrink = math.sqrt(1536 / patches(gw, gh))
+    return min(1536, patches(gw * shrink, gh * shrink))
 
 
 @dataclass
@@ -62,7 +89,8 @@ class MarkingModel:
     damage's longer side, and writes `label` above the circle, anti-aliased, in red. Other
     `mode`s misbehave: "nothing" draws no mark, "elsewhere" circles the mirrored spot, "partial"
     draws only a third of the circle, "paint" paints the whole product red. `drawn` records
-    each ellipse it drew, in pixels of the image it was given.
+    each ellipse it drew, in pixels of the image it was given. Asked to write no text, it
+    writes no label.
     """
 
     damage: str = "star"
@@ -71,7 +99,7 @@ class MarkingModel:
     label: str = "cracked screen"
     drawn: list[tuple[float, float, float, float]] = field(default_factory=list)
 
-    def __call__(self, image: Image.Image, mask: Image.Image | None) -> Image.Image:
+    def __call__(self, image: Image.Image, mask: Image.Image | None, prompt: str = "") -> Image.Image:
         w, h = image.size
         out = image.convert("RGB").filter(ImageFilter.GaussianBlur(1.5)).point(
             lambda v: min(255, int(v * 1.06) + 8))
@@ -87,7 +115,9 @@ class MarkingModel:
         m = self.margin * max(x1 - x0, y1 - y0)
         ellipse = (x0 - m, y0 - m, x1 + m, y1 + m)
         self.drawn.append(ellipse)
-        _draw_smooth(out, ellipse, self.label, partial=self.mode == "partial")
+        # Asked for no text (deskmark writes its own label), it writes none.
+        text = "" if "write no text" in prompt.lower() else self.label
+        _draw_smooth(out, ellipse, text, partial=self.mode == "partial")
         return out
 
 
@@ -139,7 +169,7 @@ def _valid_flexible(size: str) -> bool:
 
 class SandboxOpenAI:
     def __init__(self, api_key: str = "sk-sandbox",
-                 transform: Callable[[Image.Image, Image.Image | None], Image.Image] | None = None,
+                 transform: Callable[[Image.Image, Image.Image | None, str], Image.Image] | None = None,
                  latency: float = 0.0,
                  locate: Callable[[Image.Image], Boxes] = boxes_at_damage,
                  locate_latency: float | None = None, cheap: bool = False,
@@ -243,6 +273,10 @@ class SandboxOpenAI:
             if self.locate_latency:
                 time.sleep(self.locate_latency)
             text = json.dumps({"boxes": self.locate(image)})
+            # Billed as a patch-based vision model: the instructions, the image's 32 px patches;
+            # out, the answer (gpt-5.4 reasons at effort "none" unless asked: no reasoning tokens).
+            prompt_tokens = len(record["text"]) // 4 + patches(*image.size)
+            answer_tokens = len(text) // 4
             return jsonify({
                 "id": f"resp_{uuid.uuid4().hex[:24]}", "object": "response",
                 "created_at": int(time.time()), "status": "completed", "model": model,
@@ -250,9 +284,10 @@ class SandboxOpenAI:
                             "status": "completed", "role": "assistant",
                             "content": [{"type": "output_text", "text": text,
                                          "annotations": []}]}],
-                "usage": {"input_tokens": 1200, "output_tokens": 180, "total_tokens": 1380,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": answer_tokens,
+                          "total_tokens": prompt_tokens + answer_tokens,
                           "input_tokens_details": {"cached_tokens": 0},
-                          "output_tokens_details": {"reasoning_tokens": 120}},
+                          "output_tokens_details": {"reasoning_tokens": 0}},
             })
 
         @app.post("/v1/images/edits")
@@ -339,7 +374,7 @@ class SandboxOpenAI:
             return _error(400, f"Invalid size '{size}'. Supported sizes are 1024x1024, "
                           "1024x1536, 1536x1024, and auto.", "invalid_request_error",
                           "invalid_value", "size")
-        if quality not in OUTPUT_TOKENS or (quality in NEW_QUALITIES
+        if quality not in QUALITY_FACTOR or (quality in NEW_QUALITIES
                                             and not model.startswith(("gpt-image-2.5", "gpt-image-2.6"))):
             return _error(400, f"Invalid quality '{quality}'.", "invalid_request_error",
                           "invalid_value", "quality")
@@ -366,7 +401,11 @@ class SandboxOpenAI:
                 source = source.resize((w, h))
                 if mask is not None:
                     mask = mask.resize((w, h))
-            edited = self.transform(source, mask)
+            edited = self.transform(source, mask, prompt)
+            if quality == "low":
+                # A low-quality answer is coarser: as if drawn at half the size and scaled up.
+                edited = edited.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BOX).resize(
+                    (w, h), Image.Resampling.BILINEAR)
             out = io.BytesIO()
             # Models' outputs carry metadata of their own (OpenAI's: content credentials);
             # none of it may reach a ticket.
@@ -375,8 +414,8 @@ class SandboxOpenAI:
             edited.save(out, format="PNG", pnginfo=note)
             png = out.getvalue()
         text_tokens = max(1, len(call["prompt"]) // 4)
-        image_tokens = 65 + 129 * len(images)
-        output = int(OUTPUT_TOKENS[quality] * (w * h) / (1024 * 1024))
+        image_tokens = sum(billed_input_image(*image.size) for image in images)
+        output = billed_output(quality, w, h)
         return jsonify({
             "created": int(time.time()),
             "data": [{"b64_json": base64.b64encode(png).decode()}],
