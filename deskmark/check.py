@@ -18,7 +18,7 @@ from integrations.helpdesk import HelpdeskSpec
 from integrations.models import TYPICAL_SIZE, estimate_usd, prices_of, retirement_problem, retirement_warning
 from integrations.openai_images import make_client, translate
 from integrations.registry import HELPDESKS
-from integrations.slack.notifier import SlackNotifier
+from integrations.slack.notifier import NOTIFICATION_ONLY, SlackNotifier
 from integrations.tokens import LocalTokenCache, RedisTokenCache, TokenCache
 
 __all__ = ["run_check", "Finding"]
@@ -114,8 +114,9 @@ def _slack(settings: Settings) -> Finding:
         who, missing = SlackNotifier(settings.slack).check()
     except VendorError as exc:
         return Finding("slack", False, str(exc))
-    approvers = (f"{len(settings.slack.approver_ids)} approvers" if settings.slack.approver_ids
-                 else "anyone in the channel may decide (SLACK_APPROVER_IDS unset)")
+    count = len(settings.slack.approver_ids)
+    approvers = (f"{count} reviewer{'s' if count != 1 else ''} may approve or reject (SLACK_APPROVER_IDS)"
+                 if count else f"{NOTIFICATION_ONLY} (SLACK_APPROVER_IDS unset)")
     if missing:
         return Finding("slack", False, f"signed in to {who}, but the app lacks the scopes "
                        f"{', '.join(missing)}: add them from integrations/slack/manifest.yml and "
@@ -151,8 +152,16 @@ def _signer(settings: Settings) -> Finding:
                                         f"--trust {credentials.fingerprint(ca)}")
 
 
+def _helpdesks(settings: Settings) -> Finding:
+    if not settings.helpdesks:
+        variables = ", ".join(f"{spec.variables[0].split('_')[0]}_*" for spec in HELPDESKS.values())
+        return Finding("helpdesks", False, "no helpdesk is configured: deskmark would receive nothing "
+                                           f"(set one's variables: {variables}; see README)")
+    return Finding("helpdesks", True, ", ".join(HELPDESKS[key].title for key in settings.helpdesks))
+
+
 CHECKS: list[Callable[[Settings], Finding]] = [
-    _redis, _openai, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack, _signer,
+    _redis, _openai, _helpdesks, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack, _signer,
 ]
 
 
@@ -163,6 +172,8 @@ def run_check(environ: dict[str, str] | None = None, echo: Callable[[str], None]
         echo(f"configuration  FAIL\n{exc}")
         return 1
     echo("configuration  ok")
+    for correction in settings.corrections:
+        echo(f"{'':<14} warning: {correction}")
     failed = False
     for check in CHECKS:
         finding = check(settings)

@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
-from integrations.config import ConfigError, Settings
+import kombu.exceptions
+import redis
+
+from integrations.config import ConfigError, Settings, masked_url
 from integrations.models import retirement_problem, retirement_warning
 from integrations.registry import HELPDESKS
 
@@ -156,28 +160,69 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="deskmark",
-        description="Marks the damage on customers' product photos in helpdesk tickets.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    demo = sub.add_parser("demo", help="the whole flow on a built-in sandbox helpdesk")
+    try:
+        return version("deskmark")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description,
+                                                     formatter_class=_Help)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `deskmark` command line; `subcommands(parser)` gives its commands by name."""
+    parser = argparse.ArgumentParser(
+        prog="deskmark", formatter_class=_Help,
+        description="Marks the damage on customers' product photos in helpdesk tickets: a worker "
+                    "beside Zendesk, Freshdesk, Gorgias or Help Scout that circles the damage, puts "
+                    "the marked photo back as a private note and sends it to warranty review.",
+        epilog="Configuration comes from environment variables (or a .env file): see README.md. "
+               "Start with `deskmark demo`, then `deskmark check`.")
+    parser.add_argument("--version", action="version", version=f"deskmark {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = _command(sub, "demo", "the whole flow on a built-in sandbox helpdesk, no accounts",
+                    "Runs the whole flow on this machine with nothing to sign up for: an embedded "
+                    "Redis, the web app and a worker, and a sandbox helpdesk with a sample ticket "
+                    "and photo. Marks it with the local annotator (or OpenAI when OPENAI_API_KEY "
+                    "is set), prints where the marked photo and the dashboard are, and exits 0 "
+                    "once the ticket has its note.")
     demo.add_argument("--serve", action="store_true", help="keep running after the note lands")
-    demo.add_argument("--out", default="deskmark-demo", help="where to write the marked photo")
-    demo.add_argument("--port", type=int, default=0, help="web port (default: a free one)")
+    demo.add_argument("--out", default="deskmark-demo", metavar="DIR", help="where to write the marked photo")
+    demo.add_argument("--port", type=int, default=0, help="web port (0: a free one)")
     demo.add_argument("--helpdesk", choices=list(HELPDESKS), default="zendesk",
                       help="which sandbox helpdesk to run the flow on")
     demo.set_defaults(func=cmd_demo)
 
-    check = sub.add_parser("check", help="validate the configuration and each vendor's credentials")
+    check = _command(sub, "check", "validate the configuration and each vendor's credentials",
+                     "Reads the configuration and makes one harmless call to every configured "
+                     "vendor (Redis, OpenAI, each helpdesk, Slack). Prints a line per vendor, with "
+                     "what to change for each FAIL, and exits 1 if any fails.")
     check.set_defaults(func=cmd_check)
 
-    annotate = sub.add_parser("annotate", help="mark photos on disk, no helpdesk involved")
-    annotate.add_argument("images", nargs="+", metavar="IMAGE")
-    annotate.add_argument("-o", "--out", help="where to write (default: beside each photo)")
-    annotate.add_argument("--prompt", help="edit prompt template (default: DESKMARK_PROMPT or built in)")
+    annotate = _command(sub, "annotate", "mark photos on disk, no helpdesk involved",
+                        "Marks photos on disk through the worker's own pipeline and writes "
+                        "<name>-marked.jpg and <name>-marked.json (boxes, who drew each mark, "
+                        "model, cost). Uses OpenAI when OPENAI_API_KEY is set, else the local "
+                        "annotator, whose circle is a guess and says so.")
+    annotate.add_argument("images", nargs="+", metavar="IMAGE", help="photos to mark")
+    annotate.add_argument("-o", "--out", metavar="DIR", help="where to write (unset: beside each photo)")
+    annotate.add_argument("--prompt", help="edit prompt template (unset: DESKMARK_PROMPT or the built-in one)")
     annotate.add_argument("--force", action="store_true",
                           help="replace outputs that exist (never through a symbolic link)")
     annotate.add_argument("--debug", action="store_true",
@@ -185,54 +230,61 @@ def main(argv: list[str] | None = None) -> int:
                                "taken from it (<name>-strokes.png), and say why a mark was redrawn")
     annotate.set_defaults(func=cmd_annotate)
 
-    trial = sub.add_parser(
-        "try", help="run the whole pipeline on one real ticket, writing nothing to it",
-        description="Marks the customer photos of one real ticket as the worker would, and writes "
-                    "to DIR what it would post (marked photos, the note as HTML and text, the tags "
-                    "and group, the Slack messages), without writing anything to the ticket. "
-                    "Asks before paying for edits unless --yes; the spend counts against "
-                    "DESKMARK_DAILY_BUDGET_USD.")
+    trial = _command(sub, "try", "run the whole pipeline on one real ticket, writing nothing to it",
+                     "Marks the customer photos of one real ticket as the worker would, and writes "
+                     "to DIR what it would post (marked photos, the note as HTML and text, the tags "
+                     "and group, the Slack messages), without writing anything to the ticket. "
+                     "Asks before paying for edits unless --yes; the spend counts against "
+                     "DESKMARK_DAILY_BUDGET_USD.")
     trial.add_argument("helpdesk", choices=list(HELPDESKS), metavar="HELPDESK",
                        help=f"one of: {', '.join(HELPDESKS)}")
-    trial.add_argument("ticket_id", metavar="TICKET_ID")
-    trial.add_argument("--out", default="deskmark-try", metavar="DIR",
-                       help="where to write what deskmark would post (default: deskmark-try)")
+    trial.add_argument("ticket_id", metavar="TICKET_ID", help="the ticket (conversation) number")
+    trial.add_argument("--out", default="deskmark-try", metavar="DIR", help="where to write what deskmark would post")
     trial.add_argument("--yes", action="store_true", help="pay for the edits without asking")
     trial.set_defaults(func=cmd_try)
 
-    verify = sub.add_parser("verify", help="read and check the content credentials (C2PA) of "
-                                           "delivered photos; exit 1 if any has none, they fail, or "
-                                           "someone other than this deployment signed them")
-    verify.add_argument("images", nargs="+", metavar="IMAGE")
+    verify = _command(sub, "verify", "check a delivered photo's content credentials (C2PA)",
+                      "Reads the content credentials in delivered photos: the original's hash, who "
+                      "marked what with which model, the job and ticket. Exits 1 when a photo has "
+                      "none, they do not validate (it was changed after signing), or someone other "
+                      "than this deployment signed them.")
+    verify.add_argument("images", nargs="+", metavar="IMAGE", help="photos to check")
     verify.add_argument("--trust", metavar="CERT_FILE|SHA256",
                         help="the signer to accept, on a machine that is not the deployment: its CA "
-                             "certificate (PEM) or that CA's SHA-256 fingerprint (deskmark check "
-                             "prints it); default: DESKMARK_C2PA_CERT, else the throwaway signer in Redis")
+                             "certificate (PEM) or that CA's SHA-256 fingerprint, which deskmark check "
+                             "prints (unset: DESKMARK_C2PA_CERT, else the throwaway signer in Redis)")
     verify.set_defaults(func=cmd_verify)
 
-    replay = sub.add_parser("replay", help="re-run dead-lettered jobs (idempotently)")
-    replay.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    replay = _command(sub, "replay", "re-run dead-lettered jobs (idempotently)",
+                      "Queues dead-lettered jobs again. A job that already posted its note does "
+                      "not post it twice.")
+    replay.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="jobs to re-run (the dashboard lists them)")
     replay.add_argument("--failed", action="store_true", help="every job in the dead-letter list")
     replay.set_defaults(func=cmd_replay)
 
-    web = sub.add_parser("web", help="serve the webhook app under gunicorn")
+    web = _command(sub, "web", "serve the webhook app and dashboard under gunicorn",
+                   "Serves the webhooks, the dashboard, /healthz, /readyz and /metrics under "
+                   "gunicorn. Listens on loopback unless --host says otherwise: put a proxy with "
+                   "TLS in front before listening on 0.0.0.0 (docker-compose does).")
     # Loopback unless asked: bare gunicorn is not for the internet (slow clients hold its
     # threads); docker-compose passes --host 0.0.0.0 behind its Caddy.
-    web.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on (default: 127.0.0.1; put a proxy in front before 0.0.0.0)")
-    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    web.add_argument("--port", type=int, default=8000, help="port to listen on")
     web.add_argument("--workers", type=int, default=web_workers(),
-                     help="gunicorn worker processes (default: 2 per CPU, at most 8)")
+                     help="gunicorn worker processes (2 per CPU, at most 8)")
     # Each webhook waits on one Redis round trip: threads overlap those waits.
-    web.add_argument("--threads", type=int, default=16, help="threads per worker (default: 16)")
+    web.add_argument("--threads", type=int, default=16, help="threads per worker")
     web.set_defaults(func=cmd_web)
 
-    worker = sub.add_parser("worker", help="run the Celery worker")
+    worker = _command(sub, "worker", "run the Celery worker that marks photos",
+                      "Runs the Celery worker: downloads photos, marks them, posts the notes, "
+                      "escalates and notifies Slack. Run as many as you like, on any hosts, "
+                      "against the same Redis.")
     # Threads: a job spends almost all its time waiting on OpenAI (20 s to 2 min per edit);
     # image work inside is bounded separately (worker.marking.IMAGE_SLOTS).
-    worker.add_argument("--concurrency", type=int, default=64)
-    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--concurrency", type=int, default=64, help="jobs in flight per worker process")
+    worker.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"], help="Celery pool")
+    worker.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     worker.add_argument("--quiet", action="store_true", help="no start-up banner")
     worker.add_argument("--healthcheck", action="store_true",
                         help="do not run a worker: exit 0 if this machine's worker consumer ran its "
@@ -240,9 +292,25 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--max-age", type=float, default=60.0, metavar="SECONDS",
                         help="with --healthcheck: how recent the consumer's last beat must be")
     worker.set_defaults(func=cmd_worker)
+    return parser
 
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return {name: command for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name, command in action.choices.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError) as exc:
+        # One line, not a traceback: what is down, where it was looked for, what to do.
+        where = masked_url(os.environ.get("REDIS_URL") or Settings().redis_url)
+        reason = str(exc).split("\n")[0][:200]
+        print(f"deskmark {args.command}: Redis is unreachable at {where} ({reason}): start Redis, or "
+              "set REDIS_URL to where it runs", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

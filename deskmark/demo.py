@@ -8,10 +8,12 @@ for deskmark's private note and saves the marked photo.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,7 +117,7 @@ def run_demo(out_dir: str = "deskmark-demo", serve: bool = False, port: int = 0,
         print(f"original:     {original.resolve()}")
         print(f"dashboard:    {web.url}/")
         # The demo's signer lives in its embedded Redis, gone when it exits: name it by fingerprint.
-        print(f"credentials:  deskmark verify{_trust(redis.url)} {shlex.quote(str(marked))}")
+        print(f"credentials:  {command_name()} verify{_trust(redis.url)} {shlex.quote(str(marked))}")
         if serve:
             _say("serving; press Ctrl-C to stop")
             while worker.poll() is None:
@@ -166,3 +168,19 @@ def _wait_for_note(sandbox: HelpdeskSandbox, ticket_id: int,
             next_report += 10
         time.sleep(0.2)
     return None
+
+
+def command_name() -> str:
+    """How to run `deskmark` again from here: `deskmark` when that is on PATH and is this very
+    command, else the path this one was started by (`.venv/bin/deskmark` after the README's
+    install, which puts nothing on PATH)."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "deskmark":  # `python -m deskmark.cli demo`: say the command's name
+        return "deskmark"
+    found = shutil.which("deskmark")
+    if found and Path(found).resolve() == invoked.resolve():
+        return "deskmark"
+    path = invoked.resolve()
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd().resolve())
+    return shlex.quote(str(path) if "/" in str(path) else f"./{path}")

@@ -83,7 +83,8 @@ def _verdict(path: str, data: bytes, trust: Trust | None) -> tuple[bool, list[st
     if isinstance(summary, manifests.Unreadable):
         return False, [f"{path}: its content credentials could not be read ({summary.reason})"]
     if summary is None:
-        return False, [f"{path}: no content credentials"]
+        return False, [f"{path}: no content credentials: not a photo as deskmark delivered it (a "
+                       "re-saved, cropped or screenshotted copy loses them)"]
     lines = describe(path, summary, trust)
     ours = summary.trusted and (trust is None or not trust.leaf_serial
                                 or summary.signer_serial == trust.leaf_serial)
@@ -96,9 +97,13 @@ def describe(path: str, summary: credentials.Summary, trust: Trust | None = None
         lines = [f"{path}: its content credentials could not be read ({clean(summary.unreadable)})"]
     elif not summary.valid:
         changed = any("mismatch" in p or "hash" in p.lower() for p in summary.problems)
-        lines = [f"{path}: INVALID: " + ("the photo was changed after it was signed" if changed else
-                                         "the content credentials do not validate")]
-        lines += [f"  problem          {clean(problem)}" for problem in summary.problems]
+        lines = [f"{path}: INVALID: " + ("the photo was changed after it was signed: its pixels or "
+                                         "its credentials are not what was signed" if changed else
+                                         "its content credentials do not hold together (damaged, "
+                                         "or not written by a C2PA signer)")]
+        # c2pa's own codes, for whoever wants to look them up; not its wording.
+        codes = sorted({clean(p.split(":", 1)[0], 80) for p in summary.problems})
+        lines += [f"  c2pa reports     {', '.join(codes)}"] if codes else []
     elif trust is None:
         lines = [f"{path}: intact, but whose signature it is cannot be told here: run this on the "
                  "deployment, or give --trust with the fingerprint `deskmark check` prints"]

@@ -82,6 +82,8 @@ class Settings:
     # The helpdesks that are configured, by key (integrations.registry), each its own settings.
     helpdesks: Mapping[str, HelpdeskSettings] = field(default_factory=dict, repr=False)
     slack: SlackSettings | None = field(default=None, repr=False)
+    # What was read other than as written (a pasted URL in ZENDESK_SUBDOMAIN), and how.
+    corrections: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -125,7 +127,7 @@ class Settings:
 
     def warnings(self) -> list[str]:
         """What start-up warns of: credentials that will stop working, and the like."""
-        return [w for helpdesk in self.helpdesks.values() for w in helpdesk.warnings()]
+        return [*self.corrections, *(w for helpdesk in self.helpdesks.values() for w in helpdesk.warnings())]
 
     def secrets(self) -> list[str]:
         """Every secret in this configuration, for the log redactor."""
@@ -208,6 +210,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         c2pa_key=r.get("DESKMARK_C2PA_KEY"),
         helpdesks=_helpdesks(r),
         slack=_slack(r),
+        corrections=tuple(r.corrections),
     )
     if settings.edit_mode not in ("sync", "batch"):
         r.problems.append(f"DESKMARK_EDIT_MODE={settings.edit_mode!r}: use sync or batch")

@@ -6,10 +6,13 @@ read their variables with; `ConfigError` is what they raise together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 __all__ = ["ConfigError", "Reader"]
+
+_ACCOUNT = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label
 
 
 class ConfigError(Exception):
@@ -26,6 +29,7 @@ class Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.corrections: list[str] = []  # what was read other than as written, and how
 
     def get(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()
@@ -67,14 +71,28 @@ class Reader:
         return value.rstrip("/")
 
     def base_url(self, vendor: str, base_var: str, account_var: str, template: str) -> str:
-        """The vendor's API root: the override, else built from the account name."""
+        """The vendor's API root: the override, else built from the account name. A pasted URL
+        or host name of the vendor's own (`https://acme.zendesk.com/agent`) gives its account
+        name, and the correction is said (`corrections`); anything else is a problem that names
+        the URL it would have built."""
         base, account = self.get(base_var), self.get(account_var)
         if base:
             return self.url(base_var, base)
-        if account:
-            return template.format(account.split(".")[0])
-        self.problems.append(f"{vendor}: set {account_var} (or {base_var})")
-        return ""
+        if not account:
+            self.problems.append(f"{vendor}: set {account_var} (or {base_var})")
+            return ""
+        suffix = template.split("{}", 1)[1]  # ".zendesk.com"
+        host = (urlsplit(account if "://" in account else f"https://{account}").hostname or "").lower()
+        name = host.removesuffix(suffix) if host.endswith(suffix) else host
+        if "." in name or not _ACCOUNT.fullmatch(name):
+            self.problems.append(
+                f"{account_var}={account!r}: give the account name, the part before {suffix} "
+                f"(it would have made {template.format(account)}); for another host, set {base_var}")
+            return ""
+        built = template.format(name)
+        if name != account:
+            self.corrections.append(f"{account_var}={account!r} read as {name!r}: the API is {built}")
+        return built
 
     def csv(self, name: str) -> tuple[str, ...]:
         return tuple(item.strip() for item in (self.get(name) or "").split(",") if item.strip())

@@ -273,8 +273,12 @@ def read(data: bytes | IO[bytes], content_type: str = "image/jpeg",
             store = json.loads(reader.json())
     except c2pa.C2paError.ManifestNotFound:
         return None
+    except c2pa.C2paError.NotSupported:
+        return Summary(False, [], "", False, None, None, [], None, None, None, None, None,
+                       unreadable=f"content credentials cannot be read from a {content_type} file")
     except c2pa.C2paError as exc:
-        return Summary(False, [clean(exc)], "", False, None, None, [], None, None, None, None, None)
+        return Summary(False, [clean(exc)], "", False, None, None, [], None, None, None, None, None,
+                       unreadable=f"they are damaged ({type(exc).__name__})")
     active = store.get("manifests", {}).get(store.get("active_manifest") or "")
     statuses = store.get("validation_status") or []
     if active is None:

@@ -33,9 +33,14 @@ from slack_sdk.http_retry.state import RetryState
 from integrations.config import SlackSettings
 from integrations.errors import PermanentError, RateLimited, RetryableError, VendorError
 
-__all__ = ["SlackNotifier", "Review", "Posted", "APPROVE", "REJECT", "review_value",
+__all__ = ["NOTIFICATION_ONLY", "SlackNotifier", "Review", "Posted", "APPROVE", "REJECT", "review_value",
            "review_message", "share_message",
            "read_review_value", "mrkdwn_escape", "link_target", "METADATA_EVENT"]
+
+# What a review is without SLACK_APPROVER_IDS (worker.pipeline posts it so; `deskmark check` and
+# integrations/slack/SETUP.md say it in these words, and tests/test_docs.py holds them to it).
+NOTIFICATION_ONLY = ("notification only: the photo and the ticket link are posted without buttons, "
+                     "and no click decides anything")
 
 APPROVE = "warranty_approve"
 REJECT = "warranty_reject"
