@@ -116,7 +116,7 @@ def write_new(path: Path, data: bytes, force: bool) -> None:
 def run_annotate(paths: list[str], out_dir: str | None, prompt: str | None,
                  settings: Settings, stream: TextIO = sys.stderr, debug: bool = False,
                  force: bool = False) -> int:
-    marker = make_marker(settings)
+    marker = make_marker(settings, guess=True)  # photos on disk: the local guess, said in the record
     if prompt:
         marker.prompt = prompt
     progress = Progress(len(paths), stream)

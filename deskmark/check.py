@@ -43,7 +43,8 @@ def _redis(settings: Settings) -> Finding:
 
 def _openai(settings: Settings) -> Finding:
     if settings.edit_provider != "openai":
-        return Finding("openai", True, "off: the local annotator marks photos (no model, no cost)")
+        return Finding("openai", True, "off: no AI model (OPENAI_API_KEY unset)",
+                       NO_MODEL_WARNING)
     problem = retirement_problem(settings.edit_model)
     if problem:
         return Finding("openai", False, problem)
@@ -69,6 +70,12 @@ def _openai(settings: Settings) -> Finding:
                                    f"({settings.edit_quality}; {price}; about ${each:.3f} a photo)"
                                    f"{locate}",
                    "; ".join(warnings) or None)
+
+
+NO_MODEL_WARNING = ("photos on real tickets will go out unmarked, each with a note saying why: nothing "
+                    "can locate the damage, and deskmark draws no circle it cannot place (the local "
+                    "annotator's guess is for `deskmark demo` and `deskmark annotate` only); set "
+                    "OPENAI_API_KEY to mark them")
 
 
 def _token_cache(settings: Settings) -> TokenCache:

@@ -49,7 +49,8 @@ def demo_environment(redis_url: str, sandbox: HelpdeskSandbox, secret: str) -> d
     """The worker's environment: the user's own, minus any real vendor, plus the sandbox."""
     vendors = (*(f"{key.upper()}_" for key in HELPDESKS), "SLACK_", "REDIS_URL")
     env = {k: v for k, v in os.environ.items() if not k.startswith(vendors)}
-    env.update({"REDIS_URL": redis_url, "DESKMARK_ATTACHMENT_HOSTS": sandbox.files_host})
+    env.update({"REDIS_URL": redis_url, "DESKMARK_ATTACHMENT_HOSTS": sandbox.files_host,
+                "DESKMARK_DEMO": "1"})  # without a model, the sample photo gets the local guess
     env.update(sandbox.environment(secret))
     return env
 

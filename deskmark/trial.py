@@ -114,8 +114,8 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
                 say("nothing marked, nothing spent")
                 return 0
     else:
-        say(f"{len(photos)} photo{'s' if len(photos) > 1 else ''}: the local annotator marks them "
-            "(no AI model, no cost)")
+        say(f"{len(photos)} photo{'s' if len(photos) > 1 else ''}: no AI model is configured "
+            "(OPENAI_API_KEY unset), so on a real ticket they go out unmarked, with a note saying why")
     folder = out_dir / f"{key}-ticket-{ticket_id}"
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"helpdesk": key, "ticket_id": ticket_id, "ticket_url": ticket.url,

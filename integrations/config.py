@@ -84,6 +84,9 @@ class Settings:
     slack: SlackSettings | None = field(default=None, repr=False)
     # What was read other than as written (a pasted URL in ZENDESK_SUBDOMAIN), and how.
     corrections: tuple[str, ...] = ()
+    # DESKMARK_DEMO: set by `deskmark demo` for its own worker only. Without a model, its sample
+    # photo is marked by the local annotator's guess; real tickets never are.
+    demo: bool = False
 
     @classmethod
     def from_env(
@@ -211,6 +214,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         helpdesks=_helpdesks(r),
         slack=_slack(r),
         corrections=tuple(r.corrections),
+        demo=(r.get("DESKMARK_DEMO") or "").lower() in ("1", "true", "yes"),
     )
     if settings.edit_mode not in ("sync", "batch"):
         r.problems.append(f"DESKMARK_EDIT_MODE={settings.edit_mode!r}: use sync or batch")

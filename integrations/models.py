@@ -23,6 +23,7 @@ __all__ = [
     "prices_of",
     "LOCATE_PRICES",
     "locate_cost_usd",
+    "locate_estimate_usd",
     "sees_original_detail",
     "estimate_usd",
     "ceiling",
@@ -277,10 +278,13 @@ def estimate_usd(edit_model: str, size: tuple[int, int], quality: str,
     (text_price, image_price, out_price), _ = prices_of(edit_model)
     total = (400 * text_price + input_image_tokens(size) * image_price
              + output_tokens(edit_model, quality, size) * out_price) / 1_000_000
-    if locate_model:
-        # The locate model sees the same image: its 32 px patches plus the instructions in,
-        # the boxes as JSON out (300 tokens leave room for some reasoning).
-        price_in, price_out = LOCATE_PRICES.get(locate_model) or max(LOCATE_PRICES.values())
-        patches = math.ceil(size[0] / 32) * math.ceil(size[1] / 32)
-        total += ((patches + 600) * price_in + 300 * price_out) / 1_000_000
-    return total
+    return total + (locate_estimate_usd(locate_model, size) if locate_model else 0.0)
+
+
+def locate_estimate_usd(locate_model: str, size: tuple[int, int]) -> float:
+    """A typical cost for locating the damage on an image of `size`: the locate model sees its
+    32 px patches plus the instructions, and answers the boxes as JSON (300 tokens leave room
+    for some reasoning); an unknown model at the dearest known one."""
+    price_in, price_out = LOCATE_PRICES.get(locate_model) or max(LOCATE_PRICES.values())
+    patches = math.ceil(size[0] / 32) * math.ceil(size[1] / 32)
+    return ((patches + 600) * price_in + 300 * price_out) / 1_000_000

@@ -30,9 +30,11 @@ return 0
 """
 
 # KEYS[1] = today's spend; ARGV[1] = estimate, ARGV[2] = cap, ARGV[3] = TTL. Returns 1 if reserved.
+# A call is reserved only when its estimate fits under the cap: the budget is not overshot by a
+# photo, and when an edit no longer fits, the cheaper locate call may still (worker.marking).
 _RESERVE = """
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-if spent >= tonumber(ARGV[2]) then return 0 end
+if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
 redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
@@ -62,7 +64,7 @@ class EditGate:
             raise Throttled(f"edit rate limit: next slot in {wait_ms / 1000:.1f} s", wait_ms / 1000)
 
     def reserve(self, estimate: float) -> Reservation | None:
-        """Reserve `estimate` of today's budget; None when the budget is reached."""
+        """Reserve `estimate` of today's budget; None when it does not fit under the cap."""
         day = day_key()
         if not self._reserve(keys=[f"dm:spend:{day}"], args=[estimate, self.budget, SERIES_DAYS * 86400]):
             return None

@@ -34,7 +34,7 @@ from PIL import Image
 
 from integrations.config import DEFAULT_QUALITY, Settings
 from integrations.errors import PermanentError, UnusablePhoto
-from integrations.models import estimate_usd, request_size
+from integrations.models import estimate_usd, locate_estimate_usd, request_size
 from integrations.openai_images import EditRequest, EditResult, Located, OpenAIEditor, OpenAILocator
 from worker import credentials, images, manifests, signals, strokes
 from worker.local import LocalAnnotator
@@ -221,6 +221,10 @@ class Marker:
     local: LocalAnnotator = field(default_factory=LocalAnnotator)
     gate: Gate | None = None
     memory: MemoryBudget = field(default_factory=lambda: MemoryBudget(400))
+    # With no model (editor None): True, the local annotator's guess marks the photo (`deskmark
+    # demo`, `deskmark annotate`); False, on real tickets, the photo goes unmarked and the note
+    # says why: deskmark draws no circle where nothing located the damage.
+    guess: bool = True
 
     def result_key(self, request_image: bytes) -> str:
         """What makes a paid result reusable: the bytes sent, the models, quality and prompt.
@@ -289,6 +293,8 @@ class Marker:
         if self.editor is None:
             with self.memory.admit(decoding + PREPARE_EXTRA):
                 prepared = images.prepare(data)
+                if not self.guess:
+                    return _own_marks(prepared.photo, [], {**_NOTHING, "no_model": True}, _thumb(prepared.photo))
                 result = self.local.mark(prepared)
                 return Marked(result.image, _local_meta(result), _thumb(prepared.photo),
                               _thumb(images.load(result.image)))
@@ -316,11 +322,10 @@ class Marker:
                                     self.locator.model if will_locate and self.locator else None)
             reservation = self.gate.reserve(estimate)
             if reservation is None:
-                with self.memory.admit(PREPARE_EXTRA):
-                    local = self.local.mark(prepared)
-                    meta = _local_meta(local)
-                    meta.update({"budget_reached": True, "budget_usd": self.gate.budget})
-                    return Marked(local.image, meta, before, _thumb(images.load(local.image)))
+                request = prepared.request_image, prepared.request_mime
+                del prepared  # not held through the locate call: decoded again to draw on
+                return self._over_budget(data, decoding, request, size, subject, description, located,
+                                         remember, before)
         # While the calls below take their 20 s to 2 min, hold the compressed photo and the
         # request image only, not the decoded photo: it is decoded again for the composite.
         request = prepared.request_image, prepared.request_mime
@@ -358,6 +363,41 @@ class Marker:
                 marked.debug = {"model": result.image,
                                 "strokes": images.encode_png(strokes.strokes_preview(output, reading))}
             return marked
+
+    def _over_budget(self, data: images.Source, decoding: int, request: tuple[bytes, str],
+                     size: tuple[int, int], subject: str, description: str,
+                     located: dict[str, Any] | None, remember: Callable[[dict[str, Any]], None],
+                     before: bytes) -> Marked:
+        """The daily budget takes no edit: locate, while it still takes that cheaper call, and
+        draw deskmark's own mark around what was found; past that, the photo goes unmarked.
+        Either way the note says the budget was reached. No circle is guessed."""
+        assert self.gate is not None
+        found = Located.from_dict(located) if located else None
+        cost = 0.0
+        if found is None and self.locator is not None:
+            reservation = self.gate.reserve(locate_estimate_usd(self.locator.model, size))
+            if reservation is None:
+                found = Located(model=self.locator.model, boxes=[], problem="the daily AI budget left no room for it")
+            else:
+                try:
+                    found = self._locate(request, size, subject, description)
+                    cost = (found.cost_usd or 0.0) if found else 0.0
+                finally:
+                    self.gate.settle(reservation, cost)
+                if found is not None:
+                    remember(found.to_dict())
+        with self.memory.admit(decoding + PREPARE_EXTRA):
+            photo = images.fit_to(images.load(data, images.DECODE_FLOOR), images.DELIVERY_EDGE)
+            why = "the daily AI budget was reached, so no edit model was called"
+            marks: list[DrawnMark] = [
+                {"label": b.label, "region": list(images.scale_box(b.box, size, photo.size)),
+                 "drawn_by": "deskmark", "why": why, "coverage": None} for b in (found.boxes if found else [])]
+            meta: Mark = {**_NOTHING, "provider": "openai", "model": found.model if found else "",
+                          "cost_usd": cost, "located": found.to_dict() if found else None,
+                          "labels": [m["label"] for m in marks], "regions": [m["region"] for m in marks],
+                          "marks": marks, "marked": bool(marks), "budget_reached": True,
+                          "budget_usd": self.gate.budget}
+            return _own_marks(photo, marks, meta, before)
 
     def _locate(self, request: tuple[bytes, str], size: tuple[int, int], subject: str,
                 description: str) -> Located | None:
@@ -471,14 +511,31 @@ def _with_credentials(image: bytes, mark: Mark, original: BinaryIO, kind: str, f
     return signed, {**mark, "credentials": {"signer": "throwaway" if signer.throwaway else "configured"}}
 
 
-def make_marker(settings: Settings, gate: Gate | None = None) -> Marker:
-    """The configured marker: OpenAI (locating unless DESKMARK_LOCATE_MODEL is empty), or the
-    local annotator. Workers pass the shared `gate` (edit rate, daily budget)."""
+def make_marker(settings: Settings, gate: Gate | None = None, guess: bool | None = None) -> Marker:
+    """The configured marker: OpenAI (locating unless DESKMARK_LOCATE_MODEL is empty), or no
+    model. Workers pass the shared `gate` (edit rate, daily budget). Without a model the local
+    annotator guesses only when `guess` (default: in `deskmark demo`'s own worker)."""
     if settings.edit_provider != "openai":
-        return Marker(editor=None, memory=MemoryBudget(settings.image_memory_mb))
+        return Marker(editor=None, memory=MemoryBudget(settings.image_memory_mb),
+                      guess=settings.demo if guess is None else guess)
     locator = OpenAILocator(settings) if settings.locate_model else None
     return Marker(editor=OpenAIEditor(settings), locator=locator, prompt=settings.prompt, gate=gate,
                   memory=MemoryBudget(settings.image_memory_mb))
+
+
+# A photo no model touched: what the note and the job record say before anything is drawn.
+_NOTHING: Mark = {"provider": "none", "model": "", "cost_usd": 0.0, "edit_cost_usd": 0.0,
+                  "request_id": None, "usage": {}, "edit_seconds": 0.0, "located": None, "labels": [],
+                  "regions": [], "marks": [], "unlocated_mark": False, "marked": False}
+
+
+def _own_marks(photo: Image.Image, marks: list[DrawnMark], meta: Mark, before: bytes) -> Marked:
+    """The customer's photo (delivery size) with deskmark's own mark around each of `marks`, or
+    none: the photo as it is."""
+    if marks:
+        photo = photo.copy()
+        images.draw_marks(photo, [(tuple(m["region"]), m["label"]) for m in marks])  # type: ignore[misc]
+    return Marked(images.encode_jpeg(photo, quality=92), meta, before, _thumb(photo))
 
 
 def _local_meta(result: EditResult) -> Mark:

@@ -62,6 +62,8 @@ def what_was_marked(mark: Mark) -> str:
         return ", ".join(mark["labels"])
     if mark.get("unlocated_mark"):
         return "the edit model's own mark (nothing located)"
+    if mark.get("no_model"):
+        return "nothing (no AI model is configured; the photo is not marked)"
     return "nothing (the damage could not be located; the photo is not marked)"
 
 
@@ -75,7 +77,7 @@ def _not_located(mark: Mark) -> str:
 
 
 def note_html(filename: str, mark: Mark, job_id: str) -> str:
-    model = escape(str(mark.get("model")))
+    model = escape(str(mark.get("model") or "none"))
     located = mark.get("located") or {}
     marked = mark.get("marked", True)
     verb = "marked the damage on" if marked else "could not mark the damage on"
@@ -93,7 +95,9 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
     if mark.get("budget_reached"):
         lines.append(
             f"<p>The daily AI budget (${mark.get('budget_usd') or 0:.2f}, DESKMARK_DAILY_BUDGET_USD) "
-            "was reached, so this photo was marked without an AI model.</p>")
+            "was reached, so no edit model was called"
+            + (": deskmark drew the mark itself around the damage the locate model found.</p>"
+               if marked else ".</p>"))
     own_pixels = ("Everywhere else, the damage included, this is the customer's own photo "
                   "(turned upright, possibly downscaled).")
     if mark.get("provider") == "local":
@@ -117,6 +121,15 @@ def note_html(filename: str, mark: Mark, job_id: str) -> str:
         lines.append(
             f"<p>Marked: {'; '.join(parts)}. Located by {escape(str(located.get('model')))}."
             f"{taken} {own_pixels}</p>")
+    elif mark.get("no_model"):
+        lines.append(
+            "<p><strong>This photo is not marked</strong>: no AI model is configured "
+            "(OPENAI_API_KEY is unset), so nothing located the damage, and deskmark draws no "
+            "circle it cannot place. Please judge the damage on the photo itself.</p>")
+    elif mark.get("budget_reached") and not marked:
+        lines.append(
+            f"<p><strong>This photo is not marked</strong>: {_not_located(mark)}, and deskmark draws "
+            "no circle it cannot place. Please judge the damage on the photo itself.</p>")
     elif mark.get("unlocated_mark"):
         lines.append(
             f"<p>The damage could not be located ({_not_located(mark)}). The red mark is {model}'s "

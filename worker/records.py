@@ -64,7 +64,8 @@ class Mark(TypedDict, total=False):
     result_key: str  # the paid result's key (worker.marking.Marker.result_key)
     reused_from: str  # the job whose paid result this is
     lost_edits: int  # edit calls cut off with their worker (each may have been billed)
-    budget_reached: bool  # the daily budget was spent: the local annotator marked it
+    budget_reached: bool  # the daily budget took no edit: deskmark marked what it located, if any
+    no_model: bool  # no AI model configured (and no guessing on tickets): the photo is unmarked
     budget_usd: float
     credentials: dict[str, str]  # {"signer": "throwaway" | "configured"}, or {"error": why not}
     signals: Signals  # claim signals of the customer's photo (worker.signals)
