@@ -43,6 +43,7 @@ def main() -> int:
                                      "height": 180}])
     times: dict[bool, list[float]] = {False: [], True: []}
     sizes: dict[bool, int] = {}
+    signed = b""
     for turn in range(args.rounds):
         for thumbnails in ((False, True) if turn % 2 == 0 else (True, False)):
             started = time.perf_counter()

@@ -72,6 +72,7 @@ def main() -> int:
     def deliver(chunk: list[tuple[int, bytes, dict[str, str]]]) -> None:
         with httpx.Client(timeout=15) as client:
             for ticket_id, body, headers in chunk:
+                status = 0
                 for _attempt in range(20):  # as Zendesk does: retry a 503 (Retry-After)
                     try:
                         status = client.post(f"{web.url}/webhooks/zendesk", content=body,

@@ -49,3 +49,6 @@ review_note_attempted  # unused variable (worker/records.py:119)
 review_note_id  # unused variable (worker/records.py:120)
 review_shown  # unused variable (worker/records.py:121)
 batch_submitted  # unused variable (worker/records.py:80): a TypedDict key, read by webhooks/templates/job.html
+logged  # unused attribute (webhooks/intake.py: flask.g, read by g.get("logged"))
+tags_added  # unused variable (worker/records.py: a JobRecord key, read by the job page)
+slack_message  # unused variable (worker/records.py: a JobRecord key, read by the job page)

@@ -178,10 +178,10 @@ def _mark(job: Job, subject: str, description: str, rt: pipeline.Runtime,
           say: Callable[[str], None]) -> tuple[bytes, Mark]:
     source, _ = rt.helpdesk(job.vendor).download(job.ticket_id, job.photo)
     with source:
-        while True:
+        result = None
+        while result is None:
             try:
                 result = rt.marker.mark(source, subject, description)
-                break
             except Throttled as exc:  # the shared edit rate: wait for the next slot
                 wait = min(exc.wait, THROTTLE_WAIT_CAP)
                 say(f"{exc}; waiting {wait:.0f} s")

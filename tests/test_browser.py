@@ -14,8 +14,18 @@ from collections.abc import Callable
 import pytest
 
 from deskmark.sandbox.openai import SandboxOpenAI
+from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
-from tests.helpers import Stack, marked_notes, send_photo, wait_for
+from tests.helpers import (
+    APPROVER,
+    WARRANTY_GROUP,
+    Stack,
+    marked_notes,
+    post_signed,
+    review_message,
+    send_photo,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e  # runs deskmark's own commands as processes
 
@@ -127,3 +137,109 @@ def seed_history(stack: Stack) -> None:
         if back <= 6 and rng.random() < 0.6:
             stack.store.r.hset(f"dm:failures:{day}", mapping={"openai: rate_limit_exceeded": rng.randint(1, 4),
                                                               "photo unusable": rng.randint(0, 2)})
+
+
+# Reads, in the page, the smallest text of the dashboard's charts in CSS pixels: each SVG's
+# font size in its own units times how much the SVG is scaled.
+SMALLEST_CHART_TEXT = """() => {
+  let smallest = Infinity;
+  for (const svg of document.querySelectorAll('svg.chart')) {
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    for (const text of svg.querySelectorAll('text')) {
+      smallest = Math.min(smallest, parseFloat(getComputedStyle(text).fontSize) * scale);
+    }
+  }
+  return smallest;
+}"""
+FITS_SIDEWAYS = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+
+
+def test_the_console_shows_deliveries_a_ticket_a_job_story_and_redis_down(
+    make_stack: Callable[..., Stack], zendesk: SandboxZendesk, slack: SandboxSlack,
+) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import Page, sync_playwright
+
+    stack = make_stack(DESKMARK_ADMIN_TOKEN=TOKEN)
+    subject = f"Console {uuid.uuid4().hex[:6]}"
+    ticket, job = send_photo(zendesk, stack.web.url, subject, seed=81, size=(1600, 1200))
+    wait_for(lambda: stack.store.job(job).get("slack_ts"), timeout=60)
+    message = review_message(slack, f"Zendesk ticket #{ticket}")
+    went_to, slack.interactivity_url = slack.interactivity_url, f"{stack.web.url}/webhooks/slack/interactions"
+    try:
+        assert slack.click(message, "warranty_approve", APPROVER, "dana.reviewer") == 200
+    finally:
+        slack.interactivity_url = went_to
+    wait_for(lambda: stack.store.job(job).get("review_shown"), timeout=60)
+    forged = post_signed(stack.web.url, zendesk, {"ticket_id": str(ticket)},
+                         **{"X-Zendesk-Webhook-Signature": "Zm9yZ2VkLXNpZ25hdHVyZQ=="})
+    assert forged.status_code == 401
+
+    def shot(page: Page, name: str) -> None:  # DESKMARK_SCREENSHOT=prefix: pictures to look at
+        if os.environ.get("DESKMARK_SCREENSHOT"):
+            page.screenshot(path=f"{os.environ['DESKMARK_SCREENSHOT']}-{name}.png", full_page=True)
+
+    def fits_a_phone(page: Page, path: str) -> None:
+        page.goto(stack.web.url + path)
+        shot(page, "phone" + path.replace("/", "-").replace("?", "-"))
+        assert page.evaluate(FITS_SIDEWAYS), f"{path} scrolls sideways at 390 px"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            wide = browser.new_context(http_credentials={"username": "admin", "password": TOKEN},
+                                       viewport={"width": 1280, "height": 900}).new_page()
+            # Deliveries: the forged one, rejected with its reason; the real one, with its ticket.
+            wide.goto(stack.web.url + "/deliveries?vendor=zendesk")
+            shot(wide, "deliveries")
+            rejected = wide.locator("#deliveries tr[data-status='401']")
+            assert rejected.count() >= 1 and "signature" in rejected.first.inner_text()
+            accepted = wide.locator("#deliveries tr[data-outcome='enqueued']", has_text=f"#{ticket}")
+            assert accepted.count() == 1 and "202" in accepted.inner_text()
+            # ... its ticket link is the search by ticket: the job, with when it arrived.
+            accepted.get_by_role("link").click()
+            wide.wait_for_load_state()
+            rows = wide.locator("#jobs tbody tr[data-job]")
+            assert rows.count() == 1 and rows.first.get_attribute("data-job") == job
+            received = rows.first.locator("td.received time").get_attribute("datetime") or ""
+            assert received.startswith(time.strftime("%Y-%m-%d", time.gmtime()))
+            wide.goto(stack.web.url + f"/?ticket={ticket + 100000}")
+            assert "No photos of ticket" in wide.locator("#jobs").inner_text()
+            # Charts legible on a wide screen.
+            wide.goto(stack.web.url + "/")
+            shot(wide, "dashboard")
+            assert wide.evaluate(SMALLEST_CHART_TEXT) >= 11
+            # The job page: what was posted, and the timeline of its steps.
+            wide.goto(stack.web.url + f"/jobs/{job}")
+            shot(wide, "job")
+            posted = wide.locator("section.posted").inner_text()
+            assert "Marked: cracked screen" in posted and job in posted  # the note's text
+            assert "deskmark_annotated, warranty_review" in posted and WARRANTY_GROUP in posted
+            assert f"Warranty review for Zendesk ticket #{ticket}" in posted and "(Approve / Reject)" in posted
+            assert "warranty approved by dana.reviewer" in posted
+            steps = wide.locator("section.timeline li").all_inner_texts()
+            for what in ("queued", "running", "located by gpt-5.4", "marked: cracked screen",
+                         "private note posted", "escalated: tags", "posted to Slack",
+                         "warranty approved in Slack by dana.reviewer", "done"):
+                assert any(what in step for step in steps), (what, steps)
+            # A phone: nothing scrolls sideways, the state shows, the charts stay legible.
+            phone = browser.new_context(http_credentials={"username": "admin", "password": TOKEN},
+                                        viewport={"width": 390, "height": 844}).new_page()
+            for path in ("/", "/deliveries", f"/jobs/{job}", f"/?ticket={ticket}"):
+                fits_a_phone(phone, path)
+            phone.goto(stack.web.url + "/")
+            assert phone.evaluate(SMALLEST_CHART_TEXT) >= 11
+            state = phone.locator(f"#jobs tr[data-job='{job}'] .state")
+            state.scroll_into_view_if_needed()
+            box = state.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+            # Redis down: the dashboard says so, with what to check (503), not a 500.
+            stack.redis.stop()
+            answer = wide.goto(stack.web.url + "/")
+            assert answer is not None and answer.status == 503
+            text = wide.locator("main").inner_text()
+            assert "deskmark cannot reach Redis" in text and "What to check" in text and "deskmark check" in text
+            shot(wide, "redis-down")
+        finally:
+            browser.close()

@@ -141,3 +141,50 @@ def test_the_dashboard_and_check_give_the_signers_fingerprint(deskmark_env: dict
         in checked.stdout, checked.stdout
     store.r.flushdb()
     store.r.close()
+
+
+def test_deliveries_list_each_webhook_its_answer_and_why_never_its_body(
+        deskmark_env: dict[str, str], zendesk: SandboxZendesk) -> None:
+    """In-process: the web app's own delivery log, read back through the Deliveries page."""
+    import json
+    import uuid
+
+    from tests.helpers import free_port
+
+    url = deskmark_env["REDIS_URL"].rsplit("/", 1)[0] + "/8"
+    Store.from_url(url).r.flushdb()
+    client = create_app(Settings.from_env({**deskmark_env, "REDIS_URL": url}, dotenv=None)).test_client()
+    secret = f"body-secret-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"ticket_id": "777", "note": secret}).encode()
+    good = client.post("/webhooks/zendesk", data=body, headers=zendesk.signed_headers(body, deskmark_env[
+        "ZENDESK_WEBHOOK_SECRET"]))
+    again = client.post("/webhooks/zendesk", data=body, headers=zendesk.signed_headers(body, deskmark_env[
+        "ZENDESK_WEBHOOK_SECRET"]))
+    forged = client.post("/webhooks/zendesk", data=body, headers={
+        **zendesk.signed_headers(body, deskmark_env["ZENDESK_WEBHOOK_SECRET"]),
+        "X-Zendesk-Webhook-Signature": "Zm9yZ2Vk"})
+    freshdesk = client.post("/webhooks/freshdesk", data=b"not json", headers={
+        "X-Deskmark-Secret": deskmark_env["FRESHDESK_WEBHOOK_SECRET"]})
+    assert (good.status_code, again.status_code, forged.status_code, freshdesk.status_code) == (202, 200, 401, 400)
+    lines = Store.from_url(url).deliveries(["zendesk", "freshdesk"])
+    assert [(d["vendor"], d["status"], d["outcome"]) for d in lines] == [
+        ("freshdesk", 400, "malformed"), ("zendesk", 401, "rejected"), ("zendesk", 200, "duplicate"),
+        ("zendesk", 202, "enqueued")]
+    assert lines[-1]["ticket"] == "777" and "signature" in lines[1]["detail"]
+    page = client.get("/deliveries").get_data(as_text=True)
+    assert "401" in page and "missing, wrong or stale Zendesk signature" in page and "#777: its photos" in page
+    assert secret not in page and secret not in json.dumps(lines)  # never a body
+    assert client.get("/deliveries?vendor=freshdesk").get_data(as_text=True).count("<tr data-outcome") == 1
+    # The search by ticket: the job of ticket 777's photo, once the worker made it.
+    store = Store.from_url(url)
+    store.create_job("dm-search-1", {"vendor": "zendesk", "ticket_id": "777", "filename": "a.jpg"})
+    found = client.get("/?ticket=777").get_data(as_text=True)
+    assert 'data-job="dm-search-1"' in found and "Photos of ticket #777" in found
+    assert 'data-job="dm-search-1"' not in client.get("/?ticket=778").get_data(as_text=True)
+    # Redis down: 503 and what to check, on every page, not a 500.
+    down = create_app(Settings.from_env({**deskmark_env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+                                        dotenv=None)).test_client()
+    for path in ("/", "/deliveries", "/jobs/dm-search-1"):
+        answer = down.get(path)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+        assert "deskmark cannot reach Redis" in answer.get_data(as_text=True)

@@ -19,6 +19,10 @@ LIVES = -1  # no TTL: meant to live
 # Every key deskmark (or its broker) writes: pattern -> the longest TTL it may have (seconds).
 KEYS: list[tuple[str, int]] = [
     (r"dm:delivery:.+", 7 * DAY),  # the duplicate-key window
+    (r"dm:deliveries:[a-z]+", 7 * DAY),  # the Deliveries page: each helpdesk's newest webhooks
+    (r"dm:rejected:[a-z]+", DAY),  # ... and the rejected ones, without their bodies
+    (r"dm:ticket:[a-z]+:.+", RETENTION_DAYS * DAY),  # the search by ticket
+    (r"dm:steps:[^:]+", RETENTION_DAYS * DAY),  # a job's timeline
     (r"dm:scan:.+", 3600),
     (r"dm:self:.+", DAY),
     (r"dm:job:[^:]+", RETENTION_DAYS * DAY),
@@ -73,6 +77,8 @@ def test_every_key_deskmark_writes_has_an_end_unless_it_is_meant_to_live(
     _, failed = send_photo(zendesk, stack.web.url, f"Refused {tag}", seed=802)
     wait_for(lambda: stack.store.job(failed).get("state") == "failed", timeout=60)
     assert post_signed(stack.web.url, zendesk, {"ticket_id": "4040404"}).status_code == 202
+    assert post_signed(stack.web.url, zendesk, {"ticket_id": "1"},
+                       **{"X-Zendesk-Webhook-Signature": "Zm9yZ2Vk"}).status_code == 401
     wait_for(lambda: any(i.startswith("ev-") for i in stack.store.dead_ids()), timeout=30)
     settled(zendesk, stack.env["REDIS_URL"])  # nothing more is written
 

@@ -14,8 +14,11 @@ from markupsafe import Markup
 
 __all__ = ["spend_chart", "latency_chart", "failures_chart", "percentile"]
 
-WIDTH, HEIGHT = 640, 180
-LEFT, RIGHT, TOP, BOTTOM = 48, 8, 12, 26
+# A drawing 340 units wide with 13-unit text, shown at most 520 px wide (the dashboard's CSS):
+# its text is 11 CSS px or more from a 390 px phone to a wide screen (tests/test_browser.py).
+WIDTH, HEIGHT = 340, 150
+LEFT, RIGHT, TOP, BOTTOM = 52, 6, 10, 22
+FONT = 13
 INK, MUTED, GRID = "#1d1d1d", "#6b6b6b", "#e3e3e3"
 OK, BAD, P90 = "#176b2c", "#b3261e", "#8ab596"
 
@@ -57,10 +60,12 @@ def _axes(frame: _Frame, label: str, unit: str) -> list[str]:
         parts.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" fill="{MUTED}">{text}</text>')
     for i, day in enumerate(frame.days):
         if i % 7 == (len(frame.days) - 1) % 7:  # a date every week, today's included
-            parts.append(f'<text x="{frame.x(i) + frame.step / 2:.1f}" y="{HEIGHT - 8}" '
-                         f'text-anchor="middle" fill="{MUTED}">{day[5:]}</text>')
+            # Centred under its day; today's, at the right edge, ends there instead.
+            x, anchor = ((WIDTH - 1, "end") if i == len(frame.days) - 1 and len(frame.days) > 1
+                         else (frame.x(i) + frame.step / 2, "middle"))
+            parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 5}" text-anchor="{anchor}" fill="{MUTED}">{day[5:]}</text>')
     return [f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}" '
-            f'font-size="11" font-family="system-ui, sans-serif" class="chart">',
+            f'font-size="{FONT}" font-family="system-ui, sans-serif" class="chart">',
             f"<title>{escape(label)}</title>", *parts]
 
 
@@ -129,19 +134,19 @@ def failures_chart(series: list[dict[str, Any]]) -> Markup:
     if not totals:
         return Markup(f'<p class="muted">No failures in the last {len(series)} days.</p>')
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:8]
-    row, label_width = 22, 260
-    height = row * len(ranked) + 8
+    row = 34  # the reason on a line of its own, its bar beneath: narrow screens fit it whole
+    height = row * len(ranked) + 4
     most = max(count for _, count in ranked)
-    parts = [f'<svg viewBox="0 0 {WIDTH} {height}" role="img" font-size="12" '
+    parts = [f'<svg viewBox="0 0 {WIDTH} {height}" role="img" font-size="{FONT}" '
              f'font-family="system-ui, sans-serif" class="chart" '
              f'aria-label="Failures by reason, last {len(series)} days">',
              f"<title>Failures by reason, last {len(series)} days</title>"]
     for i, (reason, count) in enumerate(ranked):
-        y = 4 + i * row
-        width = (WIDTH - label_width - 48) * count / most
-        parts.append(f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" fill="{INK}">'
-                     f"{escape(reason if len(reason) <= 40 else reason[:39] + '…')}</text>")
-        parts.append(f'<rect class="failure" x="{label_width}" y="{y + 3}" width="{max(2.0, width):.1f}" '
-                     f'height="{row - 8}" fill="{BAD}"><title>{escape(reason)}: {count}</title></rect>')
-        parts.append(f'<text x="{label_width + max(2.0, width) + 6:.1f}" y="{y + 15}" fill="{MUTED}">{count}</text>')
+        y = 2 + i * row
+        width = (WIDTH - 40) * count / most
+        parts.append(f'<text x="0" y="{y + 13}" fill="{INK}">'
+                     f"{escape(reason if len(reason) <= 44 else reason[:43] + '…')}</text>")
+        parts.append(f'<rect class="failure" x="0" y="{y + 18}" width="{max(2.0, width):.1f}" '
+                     f'height="10" fill="{BAD}"><title>{escape(reason)}: {count}</title></rect>')
+        parts.append(f'<text x="{max(2.0, width) + 6:.1f}" y="{y + 28}" fill="{MUTED}">{count}</text>')
     return Markup("".join(parts) + "</svg>")

@@ -3,21 +3,25 @@ Admin only (webhooks.guard); what changes something also needs a same-origin req
 
 from __future__ import annotations
 
+import html
+import re
 import time
 
+import redis
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from integrations.config import Settings
+from integrations.config import Settings, masked_url
 from integrations.events import Credential
 from integrations.registry import HELPDESKS
 from webhooks import charts, guard
 from webhooks.services import services
 from worker.batches import open_batches
 from worker.limits import EditGate
+from worker.notes import plain_text
 from worker.replay import replay_jobs
 from worker.signals import checks_line
-from worker.store import JOB_STATES, Store
+from worker.store import JOB_STATES, REJECTED_SECONDS, Store
 
 __all__ = ["blueprint"]
 
@@ -25,9 +29,27 @@ blueprint = Blueprint("dashboard", __name__)
 
 
 @blueprint.app_template_filter("utc_time")
-def utc_time(seconds: float) -> str:
-    """A unix time as the dashboard shows it: "2026-12-03 12:03 UTC"."""
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(seconds)))
+def utc_time(at: float, seconds: bool = False) -> str:
+    """A unix time as the dashboard shows it: "2026-12-03 12:03 UTC" (or 12:03:07)."""
+    return time.strftime(f"%Y-%m-%d %H:%M{':%S' if seconds else ''} UTC", time.gmtime(float(at)))
+
+
+@blueprint.app_template_filter("utc_seconds")
+def utc_seconds(seconds: float) -> str:
+    """To the second, for a timeline: "12:03:07"."""
+    return time.strftime("%H:%M:%S", time.gmtime(float(seconds)))
+
+
+@blueprint.app_template_filter("slack_text")
+def slack_text(mrkdwn: str) -> str:
+    """A message as Slack shows it: links by their text, no bold marks, entities undone."""
+    text = re.sub(r"<([^<>|]+)\|([^<>]+)>", r"\2", mrkdwn)
+    return html.unescape(re.sub(r"(?<!\w)\*([^*\n]+)\*(?!\w)", r"\1", text))
+
+
+@blueprint.app_template_filter("iso_time")
+def iso_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(seconds)))
 
 
 @blueprint.before_request
@@ -37,16 +59,31 @@ def _admin_only() -> None:
         guard.require_same_origin()
 
 
+@blueprint.errorhandler(redis.RedisError)
+def redis_down(exc: redis.RedisError) -> tuple[str, int, dict[str, str]]:
+    """Every page reads Redis: when it is down, say so and what to check (503), not a 500."""
+    settings = services().settings
+    return (render_template("unavailable.html", redis_url=masked_url(settings.redis_url),
+                            reason=str(exc).split("\n")[0][:200]),
+            503, {"Retry-After": "30"})
+
+
 @blueprint.get("/")
 def index() -> str:
     svc = services()
     store, settings = svc.store, svc.settings
     state = request.args.get("state") or None
     vendor = request.args.get("vendor") or None
+    ticket = (request.args.get("ticket") or "").strip().lstrip("#")[:64] or None
+    if ticket:
+        found = store.jobs_for_ticket(ticket, [vendor] if vendor else list(settings.helpdesks))
+        jobs = [j for j in found if not state or j.get("state") == state]
+    else:
+        jobs = store.recent_jobs(100, state=state, vendor=vendor)
     series = store.series(30)
     return render_template(
-        "dashboard.html", settings=settings, state=state, vendor=vendor,
-        jobs=store.recent_jobs(100, state=state, vendor=vendor),
+        "dashboard.html", settings=settings, state=state, vendor=vendor, ticket=ticket,
+        jobs=jobs,
         dead=store.jobs(store.dead_ids(100)), spent=EditGate(store, settings).spent(),
         health=store.metrics(), notice=request.args.get("notice"), states=JOB_STATES,
         helpdesks=[HELPDESKS[key] for key in settings.helpdesks],
@@ -57,6 +94,19 @@ def index() -> str:
         signer=signer_fingerprint(store, settings),
         batches=open_batches(store.r) if settings.edit_mode == "batch" else [],
     )
+
+
+@blueprint.get("/deliveries")
+def deliveries() -> str:
+    """The webhooks each helpdesk sent lately, newest first: when, the answer, why, and the
+    ticket's jobs. Rejected ones are kept for a day, without their bodies."""
+    svc = services()
+    vendor = request.args.get("vendor") or None
+    vendors = [vendor] if vendor in HELPDESKS else list(svc.settings.helpdesks)
+    return render_template("deliveries.html", settings=svc.settings, vendor=vendor,
+                           helpdesks=[HELPDESKS[key] for key in svc.settings.helpdesks],
+                           titles={key: spec.title for key, spec in HELPDESKS.items()},
+                           deliveries=svc.store.deliveries(vendors, 200), kept_hours=REJECTED_SECONDS // 3600)
 
 
 def signer_fingerprint(store: Store, settings: Settings) -> str | None:
@@ -94,7 +144,9 @@ def job_page(job_id: str) -> str:
     marked = svc.store.marked(job_id)
     summary = credentials.read(marked) if marked else None
     return render_template("job.html", job=job, summary=summary, checks=checks_line,
-                           retention_days=svc.settings.retention_days)
+                           retention_days=svc.settings.retention_days, steps=svc.store.steps(job_id),
+                           note_text=plain_text(job["note_html"]) if job.get("note_html") else None,
+                           title=HELPDESKS[job["vendor"]].title if job.get("vendor") in HELPDESKS else "")
 
 
 @blueprint.get("/jobs/<job_id>/<any(marked, before, after, model):name>.jpg")

@@ -7,12 +7,13 @@ Retry-After) when it could not be enqueued.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import TypeVar
 
 import redis
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, g, request
 from kombu.exceptions import KombuError, OperationalError
 
 from integrations.events import Ignored, Malformed, RawRequest, TicketEvent
@@ -20,14 +21,14 @@ from integrations.registry import HELPDESKS
 from integrations.slack import interactions as slack_interactions
 from webhooks.metrics import OUTCOMES, WEBHOOKS, outcome
 from webhooks.services import Services, services
+from worker.store import ACCEPT_OUTCOMES
 
 __all__ = ["blueprint", "accept", "MAX_BODY_BYTES", "RETRY_AFTER_SECONDS", "WEBHOOK_VENDORS"]
 
 MAX_BODY_BYTES = 1024 * 1024  # helpdesk events are a few KB; attachments are never inlined
 RETRY_AFTER_SECONDS = 30  # Zendesk retries a 503 only when Retry-After is under 60 s
 WEBHOOK_VENDORS = (*HELPDESKS, "slack")  # the vendor label of deskmark_webhooks_total
-IGNORED = {"own": "deskmark's own action", "duplicate": "duplicate delivery",
-           "scan queued": "a scan of this ticket is already queued"}
+IGNORED = {outcome: why for outcome, why in ACCEPT_OUTCOMES.items() if outcome != "enqueued"}
 # The broker unreachable, or refusing: the webhook is answered 503 and the vendor retries.
 QUEUE_DOWN = (redis.RedisError, OperationalError, KombuError, OSError)
 
@@ -47,7 +48,28 @@ def _count(response: Response) -> Response:
     if key not in _counters:
         _counters[key] = WEBHOOKS.labels(vendor, outcome(response.status_code))
     _counters[key].inc()
+    if vendor != "slack" and not g.get("logged") and response.status_code != 503:
+        _log_delivery(vendor, response)
     return response
+
+
+# What the delivery log calls a webhook that did not reach the accept step (which logs its own).
+NOT_ACCEPTED = {400: "malformed", 401: "rejected", 404: "not configured", 413: "too large"}
+
+
+def _log_delivery(vendor: str, response: Response) -> None:
+    """The delivery log's line for a webhook answered before the accept step: its answer and
+    why, never its body. Best effort: the webhook's answer stands whatever Redis says."""
+    status = response.status_code
+    detail = ""
+    if response.is_json:
+        with contextlib.suppress(ValueError, TypeError, KeyError):
+            detail = str(json.loads(response.get_data())["detail"])
+    elif status == 413:
+        detail = f"body over {MAX_BODY_BYTES // 1024} KB"
+    with contextlib.suppress(redis.RedisError):
+        services().store.log_delivery(vendor, status, NOT_ACCEPTED.get(status, "ignored" if status == 200
+                                                                     else f"HTTP {status}"), detail)
 
 
 def answer(status: str, detail: str) -> Response:
@@ -112,6 +134,7 @@ def accept(event: TicketEvent, svc: Services) -> tuple[Response, int]:
         return unavailable("the queue (Redis) is unreachable")
     if step.outcome is None:  # a broker transport without the accept step: never acknowledge
         raise RuntimeError("the broker did not run deskmark's accept step (worker.broker)")
+    g.logged = True  # the accept step wrote the delivery log's line
     if step.outcome in IGNORED:
         return answer("ignored", IGNORED[step.outcome]), 200
     return answer("enqueued", f"{event.vendor} ticket {event.ticket_id}"), 202

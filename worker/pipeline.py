@@ -22,7 +22,15 @@ from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePh
 from integrations.events import Credential, Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
 from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
-from integrations.slack.notifier import Posted, Review, SlackNotifier, link_target, mrkdwn_escape
+from integrations.slack.notifier import (
+    Posted,
+    Review,
+    SlackNotifier,
+    link_target,
+    mrkdwn_escape,
+    review_message,
+    share_message,
+)
 from worker import credentials, dupes, signals
 from worker.batches import BatchQueue
 from worker.jobs import Job
@@ -243,6 +251,9 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
 
                 def remember(located: dict[str, Any]) -> None:
                     rt.store.update(job_id, {"located": located})
+                    labels = [str(b.get("label")) for b in located.get("boxes") or []]
+                    rt.store.step(job_id, f"located by {located.get('model')}: " + (
+                        ", ".join(labels) if labels else located.get("problem") or "no damage found"))
 
                 if rt.batches is not None:
                     asked = rt.marker.ask(source, subject, description, located=record.get("located"),
@@ -274,26 +285,31 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             rt.store.observe_edit(float(mark.get("edit_seconds") or 0.0))
         rt.store.update(job_id, {"model": mark["model"], "cost_usd": mark["cost_usd"],
                                  "request_id": mark["request_id"]})
+        rt.store.step(job_id, f"marked: {what_was_marked(mark)} ("
+                      + "; ".join(f"{m['label']} circled by {m['drawn_by']}" for m in mark.get("marks") or [])
+                      + f"{'; ' if mark.get('marks') else ''}{money(mark.get('cost_usd'), mark.get('model'))})")
 
     if not record.get("note_id"):
         rt.leases.check(job_id)  # never a second note from a worker that lost the job
         note_id = (helpdesk.find_note(ticket_id, note_marker(job_id))
                    if record.get("note_attempted") else None)
+        body = note_html(photo.filename, mark, job_id)
         if note_id is None:
             rt.store.update(job_id, {"note_attempted": True})
             note_id = helpdesk.post_note(
-                ticket_id,
-                note_html(photo.filename, mark, job_id),
-                [NoteFile(delivered_name(photo.filename, mark), marked, "image/jpeg")],
-            )
-        rt.store.update(job_id, {"note_id": note_id or "posted"})
+                ticket_id, body, [NoteFile(delivered_name(photo.filename, mark), marked, "image/jpeg")])
+        rt.store.update(job_id, {"note_id": note_id or "posted", "note_html": body})
+        rt.store.step(job_id, f"private note posted on the ticket{f' (note {note_id})' if note_id else ''}")
 
     if not record.get("escalated"):
         rt.leases.check(job_id)
         own = rt.settings.helpdesk(vendor)
         tags = ESCALATION_TAGS + signals.signal_tags(mark.get("signals") or {})
-        helpdesk.escalate(ticket_id, tags, own.warranty_target if own else None)
-        rt.store.update(job_id, {"escalated": True})
+        target = own.warranty_target if own else None
+        helpdesk.escalate(ticket_id, tags, target)
+        rt.store.update(job_id, {"escalated": True, "tags_added": tags, "warranty_target": target})
+        rt.store.step(job_id, f"escalated: tags {', '.join(tags)}"
+                      + (f"; assigned to {target}" if target is not None else "; assignment unchanged"))
 
     if rt.notifier is not None and not record.get("slack_ts"):
         rt.leases.check(job_id)
@@ -353,15 +369,20 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runt
             rt.store.update(job_id, {"slack_upload": {"file": file_id, "at": time.time()}})
             rt.notifier.finish_upload(file_id, upload_url, review)
             rt.store.update(job_id, {"slack_file": file_id})
+    # Buttons only for a list of reviewers: without one, anyone who can click in the channel
+    # (Slack Connect guests too) would decide a warranty claim.
+    decides = bool(rt.settings.slack and rt.settings.slack.approver_ids)
     if earlier is not None and earlier.review_ts:
         channel, ts = rt.settings.slack.channel_id if rt.settings.slack else "", earlier.review_ts
     else:
         rt.store.update(job_id, {"slack_ask_at": time.time()})
-        # Buttons only for a list of reviewers: without one, anyone who can click in the channel
-        # (Slack Connect guests too) would decide a warranty claim.
-        decides = bool(rt.settings.slack and rt.settings.slack.approver_ids)
         channel, ts = rt.notifier.ask(review, buttons=decides)
-    rt.store.update(job_id, {"slack_channel": channel, "slack_ts": ts, "ticket_url": ticket.url})
+        rt.store.step(job_id, f"posted to Slack ({channel}): "
+                      + ("Approve and Reject buttons" if decides else "a notification, no buttons"))
+    rt.store.update(job_id, {"slack_channel": channel, "slack_ts": ts, "ticket_url": ticket.url,
+                             "slack_message": {"share": share_message(review)[1],
+                                               "review": review_message(review, decides)[0],
+                                               "buttons": decides}})
 
 
 def review_for(job_id: str, photo: SourcePhoto, vendor: str, ticket: Ticket, marked: bytes,
@@ -418,6 +439,8 @@ def decide(click: ReviewClick, rt: Runtime) -> str:
         notifier.tell(click.response_url, f"Already {current['decision']} by <@{current['user_id']}> "
                       f"on {current['at']}; nothing was changed.")
         return "already decided"
+    rt.store.step(click.job_id, f"warranty {click.decision} in Slack by "
+                  f"{click.user_name or click.user_id} ({click.user_id})")
     _apply_decision(click.job_id, current, rt)
     return click.decision
 

@@ -110,6 +110,10 @@ class JobRecord(TypedDict, total=False):
     cost_usd: float | None
     note_attempted: bool
     note_id: str
+    note_html: str  # the note as posted (the job page shows it)
+    tags_added: list[str]  # the escalation's tags, as added
+    warranty_target: int | None  # the group, team or user assigned (None: unchanged)
+    slack_message: dict[str, Any]  # {"share", "review": texts as posted, "buttons": bool}
     failure_noted: bool
     escalated: bool
     notify_error: str

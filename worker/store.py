@@ -43,6 +43,7 @@ Celery's own keys (the `deskmark` queue, kombu's `unacked` and `_kombu.*`) are t
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +59,13 @@ from worker.records import JobRecord, Mark
 __all__ = ["Store", "JOB_STATES", "TERMINAL_STATES", "DELIVERY_TTL", "SERIES_DAYS", "day_key"]
 
 DELIVERY_TTL = 7 * 24 * 3600
+DELIVERIES_KEPT = 500  # per helpdesk, in the delivery log (accepted and ignored webhooks)
+REJECTED_KEPT = 200  # per helpdesk: rejected webhooks (no bodies), kept for a day at most
+REJECTED_SECONDS = 24 * 3600
+# What the accept step's outcomes mean, in the delivery log (webhooks.intake answers the same).
+ACCEPT_OUTCOMES = {"enqueued": "queued for the worker", "own": "deskmark's own action",
+                   "duplicate": "duplicate delivery", "scan queued": "a scan of this ticket is already queued"}
+STEPS_KEPT = 60  # a job's timeline
 REPLAY_TTL = 900  # longer than a signature is accepted (±5 minutes), so a replay stays a duplicate
 SCAN_TTL = 3600  # a queued scan that never starts (queue purged) stops coalescing after this
 SERIES_DAYS = 31  # the dashboard's charts go back 30 days
@@ -69,23 +77,31 @@ EDIT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 240)
 HEARTBEAT_TTL = 45
 
 
-# The webhook's one round trip: loop guard, de-duplication and enqueue, all or nothing.
-# KEYS: own user id, delivery key, scan key, queue, replay key. ARGV: actor id, delivery TTL,
-# scan TTL, check delivery (1/0), claim scan (1/0), check replay (1/0), replay TTL, message
-# (kombu's, as its Redis transport would LPUSH it: worker.broker).
+# The webhook's one round trip: loop guard, de-duplication and enqueue, all or nothing, and the
+# delivery's line in the helpdesk's delivery log (the dashboard's Deliveries page).
+# KEYS: own user id, delivery key, scan key, queue, replay key, delivery log. ARGV: actor id,
+# delivery TTL, scan TTL, check delivery (1/0), claim scan (1/0), check replay (1/0), replay
+# TTL, now, the log line without its outcome, lines kept, message (kombu's, as its Redis
+# transport would LPUSH it: worker.broker).
 _ACCEPT = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return 'own' end
+local function logged(outcome)
+  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[9] .. outcome .. '"}')
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -1 - tonumber(ARGV[10]))
+  redis.call('EXPIRE', KEYS[6], ARGV[2])
+  return outcome
+end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return logged('own') end
 if ARGV[6] == '1' and not redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[7]) then
-  return 'duplicate'
+  return logged('duplicate')
 end
 if ARGV[4] == '1' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  return 'duplicate'
+  return logged('duplicate')
 end
 if ARGV[5] == '1' and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
-  return 'scan queued'
+  return logged('scan queued')
 end
-redis.call('LPUSH', KEYS[4], ARGV[8])
-return 'enqueued'
+redis.call('LPUSH', KEYS[4], ARGV[11])
+return logged('enqueued')
 """
 
 
@@ -170,13 +186,51 @@ class Store:
         unless it is deskmark's own action, a delivery already seen (by its id, or by what was
         signed: `replay_key`), or a scan of a ticket whose scan is queued and not started.
         Its `outcome` says which, once the message has been published."""
+        now = time.time()
+        line = json.dumps({"id": secrets.token_hex(6), "at": round(now, 3), "ticket": ticket_id})
         return Accept(
             self._accept,
             keys_before=[f"dm:self:{vendor}", f"dm:delivery:{vendor}:{delivery_key}",
                          f"dm:scan:{vendor}:{ticket_id}"],
-            keys_after=[f"dm:delivery:{vendor}:{replay_key}"],
+            keys_after=[f"dm:delivery:{vendor}:{replay_key}", f"dm:deliveries:{vendor}"],
             args=[actor_id or "", DELIVERY_TTL, SCAN_TTL, 1 if delivery_key else 0,
-                  1 if scan else 0, 1 if replay_key else 0, REPLAY_TTL])
+                  1 if scan else 0, 1 if replay_key else 0, REPLAY_TTL, repr(now),
+                  line[:-1] + ', "outcome": "', DELIVERIES_KEPT])
+
+    def log_delivery(self, vendor: str, status: int, outcome: str, detail: str, ticket_id: str = "") -> None:
+        """A webhook that did not reach the accept step: rejected (kept REJECTED_SECONDS, its
+        body never), or ignored when read. One round trip; the accepted ones are logged by the
+        accept step itself."""
+        now = time.time()
+        rejected = status >= 400
+        key = f"dm:{'rejected' if rejected else 'deliveries'}:{vendor}"
+        line = {"id": secrets.token_hex(6), "at": round(now, 3), "ticket": ticket_id[:64],
+                "outcome": outcome, "status": status, "detail": detail[:200]}
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(key, {json.dumps(line): now})
+        pipe.zremrangebyrank(key, 0, -1 - (REJECTED_KEPT if rejected else DELIVERIES_KEPT))
+        if rejected:
+            pipe.zremrangebyscore(key, "-inf", now - REJECTED_SECONDS)
+        pipe.expire(key, REJECTED_SECONDS if rejected else DELIVERY_TTL)
+        pipe.execute()
+
+    def deliveries(self, vendors: list[str], limit: int = 200) -> list[dict[str, Any]]:
+        """The newest webhook deliveries of these helpdesks, newest first: each with its
+        helpdesk, time, answer (status), outcome, reason and ticket."""
+        since = time.time() - REJECTED_SECONDS
+        pipe = self.r.pipeline(transaction=False)
+        for vendor in vendors:
+            pipe.zrevrange(f"dm:deliveries:{vendor}", 0, limit - 1)
+            pipe.zrevrangebyscore(f"dm:rejected:{vendor}", "+inf", since, start=0, num=limit)
+        raw = pipe.execute()
+        found: list[dict[str, Any]] = []
+        for i, vendor in enumerate(vendors):
+            for member in raw[2 * i] + raw[2 * i + 1]:
+                line = json.loads(member)
+                line.setdefault("status", 202 if line.get("outcome") == "enqueued" else 200)
+                line.setdefault("detail", ACCEPT_OUTCOMES.get(line.get("outcome", ""), ""))
+                found.append({**line, "vendor": vendor})
+        return sorted(found, key=lambda d: d["at"], reverse=True)[:limit]
 
     def release_scan(self, vendor: str, ticket_id: str) -> None:
         self.r.delete(f"dm:scan:{vendor}:{ticket_id}")
@@ -203,13 +257,41 @@ class Store:
         return cast(JobRecord, {_text(k): _decode(v) for k, v in raw.items()})
 
     def create_job(self, job_id: str, fields: JobRecord) -> bool:
-        """Create the record unless it exists; return True when created."""
+        """Create the record unless it exists; return True when created. A photo job goes into
+        its ticket's index, for the dashboard's search by ticket."""
         key = f"dm:job:{job_id}"
         now = time.time()
         created = bool(self.r.hsetnx(key, "created", _encode(now)))
         if created:
             self.update(job_id, {"job_id": job_id, "state": "queued", "attempts": 0, **fields})
+            if fields.get("vendor") and fields.get("ticket_id"):
+                ticket = f"dm:ticket:{fields['vendor']}:{fields['ticket_id']}"
+                pipe = self.r.pipeline(transaction=False)
+                pipe.zadd(ticket, {job_id: now})
+                pipe.expire(ticket, self.retention)
+                pipe.execute()
         return created
+
+    def jobs_for_ticket(self, ticket_id: str, vendors: list[str]) -> list[JobRecord]:
+        """The photo jobs of a ticket number, at any of these helpdesks, newest first."""
+        pipe = self.r.pipeline(transaction=False)
+        for vendor in vendors:
+            pipe.zrevrange(f"dm:ticket:{vendor}:{ticket_id.strip()[:64]}", 0, 99)
+        ids = [_text(i) for found in pipe.execute() for i in found]
+        return sorted(self.jobs(ids), key=lambda j: float(j.get("created") or 0), reverse=True)
+
+    def step(self, job_id: str, what: str, at: float | None = None) -> None:
+        """A line in the job's timeline (the job page): what happened, when."""
+        key = f"dm:steps:{job_id}"
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(key, json.dumps([round(time.time() if at is None else at, 3), what[:300]]))
+        pipe.ltrim(key, -STEPS_KEPT, -1)
+        pipe.expire(key, self.retention)
+        pipe.execute()
+
+    def steps(self, job_id: str) -> list[tuple[float, str]]:
+        return [(float(at), str(what)) for at, what in (json.loads(raw) for raw in self.r.lrange(
+            f"dm:steps:{job_id}", 0, -1))]
 
     def update(self, job_id: str, fields: JobRecord) -> None:
         """Write fields of the record; the record then lives `retention` from now (a field
@@ -220,6 +302,12 @@ class Store:
         pipe.hset(key, mapping={k: _encode(v) for k, v in {**fields, "updated": now}.items()})
         pipe.expire(key, self.retention)
         pipe.zadd("dm:jobs", {job_id: now})
+        if "state" in fields:  # the timeline follows every change of state, with its reason
+            reason = fields.get("reason") or ""
+            pipe.rpush(f"dm:steps:{job_id}", json.dumps([round(now, 3), f"{fields['state']}"
+                                                          + (f": {reason}"[:300] if reason else "")]))
+            pipe.ltrim(f"dm:steps:{job_id}", -STEPS_KEPT, -1)
+            pipe.expire(f"dm:steps:{job_id}", self.retention)
         if fields.get("state") in TERMINAL_STATES:
             pipe.hincrby("dm:metrics:jobs", fields["state"], 1)  # deskmark_jobs_total{state}
             pipe.zrem("dm:watch", job_id)

@@ -264,6 +264,7 @@ class SandboxZendesk(HelpdeskSandbox):
             for event in events:
                 body = json.dumps(event).encode()
                 headers = self.signed_headers(body)
+                status = 0
                 for attempt in range(4):  # Zendesk retries timeouts, and 503s with Retry-After
                     try:
                         answer = self.webhooks.post(self.webhook_url or "", content=body,
