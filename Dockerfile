@@ -4,8 +4,14 @@ FROM python:3.11.16-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff4
 WORKDIR /app
 # Dependencies from the lock file only, each checked against its hash (deploy/lock); then
 # deskmark itself, built with the locked setuptools and nothing fetched.
-COPY requirements.lock ./
-RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+# DESKMARK_HEIC=yes (docker compose build --build-arg, or DESKMARK_HEIC in .env) adds iPhone
+# HEIC photos: pillow-heif from deploy/heic.lock, whose wheels bundle GPL-2.0 and LGPL-3.0
+# codecs (docs/operations.md, "HEIC photos").
+ARG DESKMARK_HEIC=no
+COPY requirements.lock deploy/heic.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
+ && if [ "$DESKMARK_HEIC" = yes ]; then pip install --no-cache-dir --require-hashes -r heic.lock; \
+    elif [ "$DESKMARK_HEIC" != no ]; then echo "DESKMARK_HEIC must be yes or no" >&2; exit 1; fi
 COPY pyproject.toml README.md ./
 COPY deskmark ./deskmark
 COPY integrations ./integrations

@@ -159,6 +159,19 @@ def _signer(settings: Settings) -> Finding:
                                         f"--trust {credentials.fingerprint(ca)}")
 
 
+def _images(settings: Settings) -> Finding:
+    """Which photos this installation can read: HEIC (iPhones) needs pillow-heif."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        heif = version("pillow-heif")
+    except PackageNotFoundError:
+        return Finding("images", True, "JPEG, PNG, WebP and GIF", "HEIC photos (iPhones) will be skipped: "
+                       "pip install 'deskmark[heic]', or build the image with DESKMARK_HEIC=yes "
+                       "(GPL/LGPL codecs: docs/operations.md)")
+    return Finding("images", True, f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {heif})")
+
+
 def _helpdesks(settings: Settings) -> Finding:
     if not settings.helpdesks:
         variables = ", ".join(f"{spec.variables[0].split('_')[0]}_*" for spec in HELPDESKS.values())
@@ -168,7 +181,7 @@ def _helpdesks(settings: Settings) -> Finding:
 
 
 CHECKS: list[Callable[[Settings], Finding]] = [
-    _redis, _openai, _helpdesks, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack, _signer,
+    _redis, _openai, _images, _helpdesks, *(_helpdesk(spec) for spec in HELPDESKS.values()), _slack, _signer,
 ]
 
 

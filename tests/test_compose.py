@@ -194,3 +194,35 @@ def test_pin_images_moves_every_pin_to_what_the_tag_points_to(tmp_path: Path) ->
     # Nothing else in the files changed.
     original = (COMPOSE.parent / "docker-compose.yml").read_text(encoding="utf-8")
     assert re.sub(r"sha256:[0-9a-f]{64}", "", compose) == re.sub(r"sha256:[0-9a-f]{64}", "", original)
+
+
+def test_the_heic_build_option_installs_the_heic_extra_from_its_own_lock(tmp_path: Path) -> None:
+    import tomllib
+
+    root = COMPOSE.parent
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["heic"]
+    wanted = [line.strip() for line in (root / "deploy" / "heic.in").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert wanted == extra  # the image's option is the package's extra
+    heic_lock, main_lock = ((root / name).read_text() for name in ("deploy/heic.lock", "requirements.lock"))
+    pillow = re.search(r"^pillow==(\S+) ", main_lock, re.MULTILINE)
+    assert pillow and f"pillow=={pillow.group(1)} " in heic_lock and re.search(r"^pillow-heif==", heic_lock, re.M)
+    assert "--hash=sha256:" in heic_lock
+    assert "DESKMARK_HEIC: ${DESKMARK_HEIC:-no}" in COMPOSE.read_text()
+    # The Dockerfile's install step, run with a pip that only says what it was asked.
+    dockerfile = (root / "Dockerfile").read_text()
+    assert "ARG DESKMARK_HEIC=no" in dockerfile and "COPY requirements.lock deploy/heic.lock ./" in dockerfile
+    step = re.search(r"^RUN (pip install --no-cache-dir --require-hashes -r requirements\.lock.*?)(?<!\\)\n",
+                     dockerfile, re.MULTILINE | re.DOTALL)
+    assert step is not None
+    fake = tmp_path / "pip"
+    fake.write_text('#!/bin/sh\necho "pip $*" >> "$PIP_LOG"\n')
+    fake.chmod(0o755)
+    for choice, installs, code in (("no", ["requirements.lock"], 0), ("yes", ["requirements.lock", "heic.lock"], 0),
+                                   ("maybe", ["requirements.lock"], 1)):
+        log = tmp_path / f"{choice}.log"
+        done = subprocess.run(["sh", "-c", step.group(1).replace("\\\n", " ")], capture_output=True, text=True,
+                              env={"PATH": f"{tmp_path}:/usr/bin:/bin", "PIP_LOG": str(log), "DESKMARK_HEIC": choice})
+        assert done.returncode == code, done.stderr
+        calls = log.read_text().splitlines()
+        assert [c.rsplit(" ", 1)[-1] for c in calls] == installs and all("--require-hashes" in c for c in calls)

@@ -84,3 +84,12 @@ def test_another_host_in_an_account_variable_fails_naming_the_url_it_would_have_
     [problem] = failed.value.problems
     assert "ZENDESK_SUBDOMAIN='https://support.acme.com'" in problem
     assert "https://https://support.acme.com.zendesk.com" in problem and "set ZENDESK_BASE_URL" in problem
+
+
+def test_check_says_which_photos_this_installation_reads() -> None:
+    from importlib.metadata import version
+
+    from deskmark.check import _images
+
+    finding = _images(Settings.from_env({}, dotenv=None))  # the dev install has the heic extra
+    assert finding.ok and finding.detail == f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {version('pillow-heif')})"
