@@ -4,4 +4,9 @@ This package holds the command line (`deskmark.cli`), the demo, the embedded Red
 loopback vendors (`deskmark.sandbox`) that the demo, the tests and the benchmarks run against.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("deskmark")  # pyproject.toml's, as installed
+except metadata.PackageNotFoundError:
+    __version__ = "unknown (not installed)"

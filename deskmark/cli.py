@@ -11,6 +11,7 @@ from typing import Any
 import kombu.exceptions
 import redis
 
+from deskmark import __version__
 from integrations.config import ConfigError, Settings, masked_url
 from integrations.models import retirement_problem, retirement_warning
 from integrations.registry import HELPDESKS
@@ -160,15 +161,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("deskmark")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Each option's default after its help, where it has one worth saying."""
 
@@ -193,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the marked photo back as a private note and sends it to warranty review.",
         epilog="Configuration comes from environment variables (or a .env file): see README.md. "
                "Start with `deskmark demo`, then `deskmark check`.")
-    parser.add_argument("--version", action="version", version=f"deskmark {_version()}")
+    parser.add_argument("--version", action="version", version=f"deskmark {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = _command(sub, "demo", "the whole flow on a built-in sandbox helpdesk, no accounts",

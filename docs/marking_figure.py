@@ -1,5 +1,6 @@
-"""Makes docs/marking.png, the README's row of three: the customer's photo, what the edit model
-answered, and what deskmark delivers. The model is the tests' stand-in (sandbox.openai.
+"""Makes docs/marking.png, the row of three in docs/marking.md: the customer's photo, what the
+edit model answered, and what deskmark delivers; and docs/marked-photo.jpg, the README's
+delivered photo. The model is the tests' stand-in (sandbox.openai.
 MarkingModel): it redraws every pixel, brighter and blurred, and circles the crack with a
 generous margin, past the box the locator found; asked for the ring only, it writes no label,
 and deskmark writes its own beside the ring.
@@ -55,6 +56,10 @@ def main() -> int:
     target = ROOT / "docs" / "marking.png"
     figure.save(target, format="PNG", optimize=True)
     print(f"wrote {target.relative_to(ROOT)} ({figure.width}x{figure.height})")
+    # The README's first screen: the delivered photo, whole.
+    sample = ROOT / "docs" / "marked-photo.jpg"
+    images.fit_to(delivered, 640).save(sample, format="JPEG", quality=82, optimize=True)
+    print(f"wrote {sample.relative_to(ROOT)}")
     return 0
 
 

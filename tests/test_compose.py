@@ -226,3 +226,18 @@ def test_the_heic_build_option_installs_the_heic_extra_from_its_own_lock(tmp_pat
         assert done.returncode == code, done.stderr
         calls = log.read_text().splitlines()
         assert [c.rsplit(" ", 1)[-1] for c in calls] == installs and all("--require-hashes" in c for c in calls)
+
+
+def test_behind_an_existing_proxy_caddy_stays_off_and_web_is_on_loopback(tmp_path: Path) -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed (.ci/run installs one)")
+    override = COMPOSE.parent / "deploy" / "compose.behind-proxy.yml"
+    env = {**{k: v for k, v in os.environ.items() if k != "DESKMARK_WEB_PORT"}, "REDIS_PASSWORD": "p"}
+    result = subprocess.run([*command, "-f", str(COMPOSE), "-f", str(override), "config", "--format", "json"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == {"redis", "web", "worker"}  # no Caddy: the deployer's proxy is in front
+    [port] = services["web"]["ports"]
+    assert (port["host_ip"], str(port["published"]), port["target"]) == ("127.0.0.1", "8000", 8000)

@@ -12,6 +12,7 @@ from deskmark.sandbox.slack import SandboxSlack
 from integrations.config import ConfigError, Settings
 from integrations.registry import HELPDESKS
 from integrations.slack.notifier import NOTIFICATION_ONLY
+from worker.records import Mark
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,3 +94,26 @@ def test_check_says_which_photos_this_installation_reads() -> None:
 
     finding = _images(Settings.from_env({}, dotenv=None))  # the dev install has the heic extra
     assert finding.ok and finding.detail == f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {version('pillow-heif')})"
+
+
+def test_the_readmes_sample_note_is_what_the_code_writes() -> None:
+    """The note on the README's first screen, for the photo and mark it describes."""
+    from worker.notes import note_html, plain_text
+
+    readme = (ROOT / "README.md").read_text()
+    quoted = re.search(r"What an agent sees on the ticket.*?\n\n((?:>.*\n)+)", readme)
+    assert quoted is not None
+    shown = [" ".join(p.split()) for p in re.sub(r"(?m)^> ?", "", quoted.group(1)).split("\n\n")]
+    mark: Mark = {"provider": "openai", "model": "gpt-image-2", "cost_usd": 0.0135, "edit_cost_usd": 0.0108,
+            "request_id": None, "usage": {}, "edit_seconds": 30.0,
+            "located": {"model": "gpt-5.4", "cost_usd": 0.0027,
+                        "boxes": [{"label": "cracked screen", "box": [1, 1, 5, 5]}]},
+            "labels": ["cracked screen"], "regions": [[1, 1, 5, 5]],
+            "marks": [{"label": "cracked screen", "region": [1, 1, 5, 5], "drawn_by": "model", "why": "",
+                       "coverage": 1.0}],
+            "unlocated_mark": False, "marked": True,
+            "signals": {"camera": "Apple iPhone 15", "taken": "2026-12-06T14:02:11", "taken_days_before": 0.8},
+            "credentials": {"signer": "configured"}}
+    written = [" ".join(p.split()) for p in plain_text(note_html("IMG_4032.jpg", mark, "dm-4f1c9a0e2b7d6c35"))
+               .split("\n\n")]
+    assert [words(p) for p in shown] == [words(p) for p in written]
