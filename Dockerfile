@@ -2,6 +2,12 @@
 # pulled): a rebuild gets the same bytes. `python3 deploy/pin-images` moves every pin on.
 FROM python:3.11.16-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 WORKDIR /app
+# Fonts for labels in every language and the library that shapes Arabic and Hindi: the same
+# list CI installs (deploy/apt-packages.txt).
+COPY deploy/apt-packages.txt ./
+RUN apt-get update \
+ && grep -v '^#' apt-packages.txt | xargs apt-get install -y --no-install-recommends \
+ && rm -rf /var/lib/apt/lists/*
 # Dependencies from the lock file only, each checked against its hash (deploy/lock); then
 # deskmark itself, built with the locked setuptools and nothing fetched.
 # DESKMARK_HEIC=yes (docker compose build --build-arg, or DESKMARK_HEIC in .env) adds iPhone

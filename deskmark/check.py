@@ -160,16 +160,21 @@ def _signer(settings: Settings) -> Finding:
 
 
 def _images(settings: Settings) -> Finding:
-    """Which photos this installation can read: HEIC (iPhones) needs pillow-heif."""
+    """Which photos this installation can read (HEIC needs pillow-heif), and whether it can
+    write a label in every language (fonts, and raqm's shaping: worker.fonts)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from worker import fonts
+
+    warnings = list(fonts.problems())
     try:
-        heif = version("pillow-heif")
+        formats = f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {version('pillow-heif')})"
     except PackageNotFoundError:
-        return Finding("images", True, "JPEG, PNG, WebP and GIF", "HEIC photos (iPhones) will be skipped: "
-                       "pip install 'deskmark[heic]', or build the image with DESKMARK_HEIC=yes "
-                       "(GPL/LGPL codecs: docs/operations.md)")
-    return Finding("images", True, f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {heif})")
+        formats = "JPEG, PNG, WebP and GIF"
+        warnings.insert(0, "HEIC photos (iPhones) will be skipped: pip install 'deskmark[heic]', or build the "
+                           "image with DESKMARK_HEIC=yes (GPL/LGPL codecs: docs/operations.md)")
+    language = "each ticket's language" if settings.language == "auto" else settings.language
+    return Finding("images", True, f"{formats}; labels in {language}", "; ".join(warnings) or None)
 
 
 def _helpdesks(settings: Settings) -> Finding:

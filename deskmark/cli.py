@@ -152,6 +152,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.execve(sys.executable, [sys.executable, "-m", "deskmark.cli", *sys.argv[1:]],
                   {**os.environ, "MALLOC_ARENA_MAX": "2"})
     _settings_or_exit()
+    from worker import fonts
+
+    for problem in fonts.problems():  # labels in some scripts would be boxes, or unshaped
+        print(f"deskmark worker: warning: {problem}", file=sys.stderr)
     from worker.tasks import app
 
     # Threads: each job spends most of its time waiting on OpenAI and the helpdesk.

@@ -25,6 +25,7 @@ import redis
 from deskmark.annotate import write_new
 from integrations.config import DEFAULT_QUALITY, Settings, masked_url
 from integrations.errors import Throttled, UnsafeURL, UnusablePhoto, VendorError
+from integrations.i18n import language_of, words
 from integrations.models import TYPICAL_SIZE, estimate_usd
 from integrations.registry import HELPDESKS
 from integrations.slack.notifier import review_message, share_message
@@ -51,19 +52,20 @@ def run_try(helpdesk: str, ticket_id: str, out_dir: str, yes: bool, settings: Se
 
     spec = HELPDESKS[helpdesk]
     own_settings = settings.helpdesk(helpdesk)
+    w = words(language_of(settings.language, None))  # until the ticket says its own (auto)
     if own_settings is None:
-        say(f"{spec.title} is not configured: set its variables ({', '.join(spec.variables[:3])}, …; "
-            f"{spec.setup})")
+        say(w._("{helpdesk} is not configured: set its variables ({variables}, …; {setup})", helpdesk=spec.title,
+                variables=", ".join(spec.variables[:3]), setup=spec.setup))
         return 2
     if not re.fullmatch(r"[0-9]{1,20}", ticket_id):
-        say(f"{ticket_id[:40]!r} is not a ticket number")
+        say(w._("{ticket} is not a ticket number", ticket=repr(ticket_id[:40])))
         return 2
     store = Store.from_url(settings.redis_url, timeout=3)
     try:
         store.r.ping()
     except redis.RedisError as exc:
-        say(f"Redis at {masked_url(settings.redis_url)} is unreachable ({exc}): the daily budget "
-            "and the shared access tokens live there; start Redis or fix REDIS_URL")
+        say(w._("Redis at {url} is unreachable ({error}): the daily budget and the shared access tokens live "
+                "there; start Redis or fix REDIS_URL", url=masked_url(settings.redis_url), error=exc))
         return 1
     client = spec.client(own_settings, settings.attachment_hosts, RedisTokenCache(store.r))
     marker = make_marker(settings, EditGate(store, settings))
@@ -72,7 +74,7 @@ def run_try(helpdesk: str, ticket_id: str, out_dir: str, yes: bool, settings: Se
         return _run(spec.key, spec.title, ticket_id, Path(out_dir), yes, rt, say, ask,
                     sys.stdin.isatty() if interactive is None else interactive)
     except VendorError as exc:
-        say(f"{spec.title} answered: {exc}")
+        say(w._("{helpdesk} answered: {error}", helpdesk=spec.title, error=exc))
         return 1
     finally:
         client.close()
@@ -82,19 +84,26 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
          say: Callable[[str], None], ask: Callable[[str], str], interactive: bool) -> int:
     settings, client = rt.settings, rt.helpdesk(key)
     ticket = client.ticket(ticket_id)
+    language = language_of(settings.language, ticket.language)
+    w = words(language)
     own = client.own_user_id()
-    say(f"{title} ticket #{ticket_id}: {ticket.subject[:80]!r}")
+    say(w._("{helpdesk} ticket #{ticket}: {subject}", helpdesk=title, ticket=ticket_id,
+            subject=repr(ticket.subject[:80])))
+    if settings.language == "auto":
+        say(w._("language: {language} (the ticket's, as {helpdesk} reports it: {reported})", language=w.name,
+                helpdesk=title, reported=ticket.language or w._("none")))
     if settings.trigger_tags and not set(ticket.tags) & set(settings.trigger_tags):
-        say(f"the ticket has none of DESKMARK_TRIGGER_TAGS ({', '.join(settings.trigger_tags)}): "
-            "deskmark would ignore it. Nothing marked.")
+        say(w._("the ticket has none of DESKMARK_TRIGGER_TAGS ({tags}): deskmark would ignore it. Nothing "
+                "marked.", tags=", ".join(settings.trigger_tags)))
         return 0
     found = [p for p in client.photos(ticket_id) if not (p.author_id and p.author_id == own)]
     photos = [p for p in found if p.looks_like_image()]
     for photo in found:
         if not photo.looks_like_image():
-            say(f"skipped {photo.filename[:60]!r}: not an image ({photo.content_type or 'unknown type'})")
+            say(w._("skipped {filename}: not an image ({type})", filename=repr(photo.filename[:60]),
+                    type=photo.content_type or w._("unknown type")))
     if not photos:
-        say("no customer photos on this ticket: deskmark would post nothing")
+        say(w._("no customer photos on this ticket: deskmark would post nothing"))
         return 0
     if marker_paid(rt):
         editor, locator = rt.marker.editor, rt.marker.locator
@@ -102,20 +111,24 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
         each = estimate_usd(editor.model, TYPICAL_SIZE, getattr(editor, "quality", DEFAULT_QUALITY),
                             locator.model if locator else None)
         spent = EditGate(rt.store, settings).spent()
-        say(f"{len(photos)} photo{'s' if len(photos) > 1 else ''}: estimated ${each * len(photos):.4f} "
-            f"with {editor.model} ({getattr(editor, 'quality', '')})"
-            f"{f' and {locator.model}' if locator else ''}; it counts against the daily budget "
-            f"(${spent:.2f} of ${settings.daily_budget_usd:.2f} spent today)")
+        models = f"{editor.model} ({getattr(editor, 'quality', '')})" + (f", {locator.model}" if locator else "")
+        say(w.n_("{count} photo: estimated {cost} with {models}; it counts against the daily budget ({spent} of "
+                 "{budget} spent today)",
+                 "{count} photos: estimated {cost} with {models}; it counts against the daily budget ({spent} of "
+                 "{budget} spent today)", len(photos), cost=w.money(each * len(photos)), models=models,
+                 spent=w.money(spent, 2), budget=w.money(settings.daily_budget_usd, 2)))
         if not yes:
             if not interactive:
-                say("not a terminal: pass --yes to pay for the edits without being asked")
+                say(w._("not a terminal: pass --yes to pay for the edits without being asked"))
                 return 1
-            if ask("Mark them? [y/N] ").strip().lower() not in ("y", "yes"):
-                say("nothing marked, nothing spent")
+            if ask(w._("Mark them? [y/N] ")).strip().lower() not in ("y", "yes"):
+                say(w._("nothing marked, nothing spent"))
                 return 0
     else:
-        say(f"{len(photos)} photo{'s' if len(photos) > 1 else ''}: no AI model is configured "
-            "(OPENAI_API_KEY unset), so on a real ticket they go out unmarked, with a note saying why")
+        say(w.n_("{count} photo: no AI model is configured (OPENAI_API_KEY unset), so on a real ticket it goes "
+                 "out unmarked, with a note saying why",
+                 "{count} photos: no AI model is configured (OPENAI_API_KEY unset), so on a real ticket they go "
+                 "out unmarked, with a note saying why", len(photos)))
     folder = out_dir / f"{key}-ticket-{ticket_id}"
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"helpdesk": key, "ticket_id": ticket_id, "ticket_url": ticket.url,
@@ -126,18 +139,19 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
         job = Job.for_photo(key, ticket_id, photo)
         stem = "photo-" + re.sub(r"[^A-Za-z0-9_-]", "_", photo.attachment_id)[:40]
         try:
-            marked, mark = _mark(job, ticket.subject, ticket.description, rt, say)
+            marked, mark = _mark(job, ticket.subject, ticket.description, rt, say, language)
         except (UnusablePhoto, UnsafeURL) as exc:
-            say(f"{photo.filename[:60]!r} would be skipped: {exc}")
+            say(w._("{filename} would be skipped: {reason}", filename=repr(photo.filename[:60]), reason=exc))
             summary["photos"].append({"attachment_id": photo.attachment_id, "skipped": str(exc)})
             failed += 1
             continue
         except VendorError as exc:
-            say(f"{photo.filename[:60]!r} could not be marked: {agent_reason(exc)} ({exc})")
+            say(w._("{filename} could not be marked: {reason} ({error})", filename=repr(photo.filename[:60]),
+                    reason=agent_reason(exc, w), error=exc))
             summary["photos"].append({"attachment_id": photo.attachment_id, "failed": str(exc)})
             failed += 1
             continue
-        note = note_html(photo.filename, mark, job.job_id)
+        note = note_html(photo.filename, mark, job.job_id, w)
         written = {"photo": folder / f"{stem}-{delivered_name('x', mark)[2:]}",
                    "note_html": folder / f"{stem}-note.html", "note_text": folder / f"{stem}-note.txt"}
         write_new(written["photo"], marked, force=True)
@@ -145,7 +159,7 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
         write_new(written["note_text"], (plain_text(note) + "\n").encode(), force=True)
         tags += [t for t in signals.signal_tags(mark.get("signals") or {}) if t not in tags]
         if settings.slack is not None:
-            review = pipeline.review_for(job.job_id, photo, key, ticket, marked, mark)
+            review = pipeline.review_for(job.job_id, photo, key, ticket, marked, mark, w)
             file_title, comment = share_message(review)
             text, blocks = review_message(review, buttons=bool(settings.slack.approver_ids))
             written["slack"] = folder / f"{stem}-slack.json"
@@ -155,18 +169,19 @@ def _run(key: str, title: str, ticket_id: str, out_dir: Path, yes: bool, rt: pip
                 "message": {"text": text, "blocks": blocks}}, indent=2, ensure_ascii=False) + "\n").encode(),
                 force=True)
         summary["photos"].append({"attachment_id": photo.attachment_id, "job_id": job.job_id,
-                                  "filename": photo.filename, "marked": what_was_marked(mark),
+                                  "filename": photo.filename, "marked": what_was_marked(mark, w),
                                   "cost_usd": mark.get("cost_usd"), "model": mark.get("model"),
                                   **{k: str(v) for k, v in written.items()}})
-        say(f"{photo.filename[:60]!r}: {what_was_marked(mark)}; ${mark.get('cost_usd') or 0:.4f} -> "
-            f"{written['photo']}")
+        say(w._("{filename}: {what}; {cost} -> {path}", filename=repr(photo.filename[:60]),
+                what=what_was_marked(mark, w), cost=w.money(mark.get("cost_usd") or 0), path=written["photo"]))
     target = settings.helpdesk(key).warranty_target  # type: ignore[union-attr]
     summary["escalation"] = {"tags": tags, "warranty_target": target}
     write_new(folder / "escalation.json", (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode(),
               force=True)
-    say(f"would add the tags {', '.join(tags)}"
-        + (f" and assign {target}" if target is not None else "") + f"; written to {folder}")
-    say(f"nothing was written to {title} ticket #{ticket_id}")
+    say(w._("would add the tags {tags} and assign {target}; written to {folder}", tags=", ".join(tags),
+            target=target, folder=folder) if target is not None else
+        w._("would add the tags {tags}; written to {folder}", tags=", ".join(tags), folder=folder))
+    say(w._("nothing was written to {helpdesk} ticket #{ticket}", helpdesk=title, ticket=ticket_id))
     return 1 if failed else 0
 
 
@@ -175,16 +190,17 @@ def marker_paid(rt: pipeline.Runtime) -> bool:
 
 
 def _mark(job: Job, subject: str, description: str, rt: pipeline.Runtime,
-          say: Callable[[str], None]) -> tuple[bytes, Mark]:
+          say: Callable[[str], None], language: str) -> tuple[bytes, Mark]:
     source, _ = rt.helpdesk(job.vendor).download(job.ticket_id, job.photo)
     with source:
         result = None
         while result is None:
             try:
-                result = rt.marker.mark(source, subject, description)
+                result = rt.marker.mark(source, subject, description, language=language)
             except Throttled as exc:  # the shared edit rate: wait for the next slot
                 wait = min(exc.wait, THROTTLE_WAIT_CAP)
-                say(f"{exc}; waiting {wait:.0f} s")
+                w = words(language)
+                say(w._("{reason}; waiting {seconds} s", reason=exc, seconds=w.number(wait)))
                 time.sleep(wait)
         marked, mark = pipeline.deliverable(result, source, job, {"created": time.time()}, rt,
                                             index=False)

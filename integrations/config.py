@@ -84,6 +84,9 @@ class Settings:
     slack: SlackSettings | None = field(default=None, repr=False)
     # What was read other than as written (a pasted URL in ZENDESK_SUBDOMAIN), and how.
     corrections: tuple[str, ...] = ()
+    # DESKMARK_LANGUAGE: the language of notes, labels and Slack texts (integrations.i18n), or
+    # "auto": each ticket's own, as its helpdesk reports it.
+    language: str = "en"
     # DESKMARK_DEMO: set by `deskmark demo` for its own worker only. Without a model, its sample
     # photo is marked by the local annotator's guess; real tickets never are.
     demo: bool = False
@@ -215,6 +218,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         slack=_slack(r),
         corrections=tuple(r.corrections),
         demo=(r.get("DESKMARK_DEMO") or "").lower() in ("1", "true", "yes"),
+        language=_language(r),
     )
     if settings.edit_mode not in ("sync", "batch"):
         r.problems.append(f"DESKMARK_EDIT_MODE={settings.edit_mode!r}: use sync or batch")
@@ -242,6 +246,22 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _language(r: Reader) -> str:
+    from integrations.i18n import LANGUAGES, supported
+
+    raw = r.get("DESKMARK_LANGUAGE") or "en"
+    if raw.lower() == "auto":
+        return "auto"
+    found = supported(raw)
+    if found is None:
+        r.problems.append(f"DESKMARK_LANGUAGE={raw!r}: deskmark writes {', '.join(LANGUAGES)}, or auto "
+                          "(each ticket's language, as its helpdesk reports it)")
+        return "en"
+    if found.lower() != raw.lower():
+        r.corrections.append(f"DESKMARK_LANGUAGE={raw!r} read as {found}")
+    return found
 
 
 def _helpdesks(r: Reader) -> dict[str, HelpdeskSettings]:

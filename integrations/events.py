@@ -188,6 +188,7 @@ class Ticket:
     description: str
     tags: tuple[str, ...]
     url: str  # where an agent opens it
+    language: str | None = None  # the ticket's language as the helpdesk reports it ("ja", "de-AT")
 
 
 @dataclass(frozen=True)

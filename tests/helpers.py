@@ -149,10 +149,10 @@ def post_signed(web_url: str, zendesk: SandboxZendesk, payload: dict[str, Any] |
 
 
 def send_photo(zendesk: SandboxZendesk, web_url: str, subject: str, seed: int = 40,
-               size: tuple[int, int] = (800, 600)) -> tuple[int, str]:
+               size: tuple[int, int] = (800, 600), locale: str | None = None) -> tuple[int, str]:
     """A Zendesk ticket with one customer photo, its event delivered (signed) to `web_url`:
-    (ticket id, job id)."""
-    ticket_id = zendesk.create_ticket(subject, "Damaged on arrival.")
+    (ticket id, job id). `locale`: the requester's (Zendesk's "ja", "de")."""
+    ticket_id = zendesk.create_ticket(subject, "Damaged on arrival.", locale=locale)
     comment = zendesk.add_comment(ticket_id, SandboxZendesk.CUSTOMER_ID, "photo",
                                   [("photo.jpg", damaged_product(*size, seed=seed), "image/jpeg")],
                                   notify=False)

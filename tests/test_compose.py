@@ -241,3 +241,17 @@ def test_behind_an_existing_proxy_caddy_stays_off_and_web_is_on_loopback(tmp_pat
     assert set(services) == {"redis", "web", "worker"}  # no Caddy: the deployer's proxy is in front
     [port] = services["web"]["ports"]
     assert (port["host_ip"], str(port["published"]), port["target"]) == ("127.0.0.1", "8000", 8000)
+
+
+def test_the_image_and_ci_install_the_fonts_and_shaping_library_from_one_list() -> None:
+    from worker.fonts import FONTS, RAQM_PACKAGE
+
+    root = COMPOSE.parent
+    listed = [line.strip() for line in (root / "deploy" / "apt-packages.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    needed = {font.package for font in FONTS} | {RAQM_PACKAGE}
+    assert needed and needed <= set(listed)
+    dockerfile, ci = (root / "Dockerfile").read_text(), (root / ".ci" / "run").read_text()
+    assert "COPY deploy/apt-packages.txt ./" in dockerfile
+    assert "grep -v '^#' apt-packages.txt | xargs apt-get install" in dockerfile
+    assert "grep -v '^#' deploy/apt-packages.txt" in ci

@@ -93,7 +93,9 @@ def test_check_says_which_photos_this_installation_reads() -> None:
     from deskmark.check import _images
 
     finding = _images(Settings.from_env({}, dotenv=None))  # the dev install has the heic extra
-    assert finding.ok and finding.detail == f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {version('pillow-heif')})"
+    assert finding.ok and finding.detail == (f"JPEG, PNG, WebP, GIF and HEIC (pillow-heif {version('pillow-heif')}); "
+                                             "labels in en")
+    assert finding.warning is None  # the fonts and FriBiDi of deploy/apt-packages.txt are installed
 
 
 def test_the_readmes_sample_note_is_what_the_code_writes() -> None:

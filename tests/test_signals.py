@@ -19,6 +19,7 @@ from deskmark.sandbox.server import LoopbackServer
 from deskmark.sandbox.slack import SandboxSlack
 from deskmark.sandbox.zendesk import SandboxZendesk
 from integrations.events import job_id_for
+from integrations.i18n import ENGLISH
 from tests.helpers import WorkerProcess, recompressed, review_message, wait_for
 from worker import credentials
 from worker.signals import checks_line, read_signals
@@ -122,7 +123,7 @@ def test_the_same_photo_recompressed_on_another_customers_ticket_is_flagged_and_
     second, second_job = photo_ticket(zendesk, store, recompressed(photo), author=ANOTHER_CUSTOMER,
                                       tags=("order-78",))
     wait_for(lambda: store.job(second_job).get("state") == "done", timeout=60)
-    today = time.strftime("%Y-%m-%d", time.gmtime())
+    today = ENGLISH.date(time.strftime("%Y-%m-%d", time.gmtime()))  # "Dec 7, 2026": the locale's
     said = (f"the same photo was sent on Zendesk ticket #{first} on {today} by another customer "
             f"(requester {CUSTOMER})")
     [note] = [n for n in zendesk.notes(second) if n.attachments]

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageFont, ImageOps
+from PIL import Image, ImageCms, ImageDraw, ImageFilter, ImageOps
 
 from integrations.errors import UnusablePhoto
+from worker import fonts
 
 __all__ = [
     "MAX_PIXELS",
@@ -337,7 +338,7 @@ def guess_damage_region(image: Image.Image) -> tuple[int, int, int, int]:
 MARK_RED = (230, 20, 20)
 
 
-def draw_marks(image: Image.Image, marks: list[tuple[Box, str]]) -> None:
+def draw_marks(image: Image.Image, marks: list[tuple[Box, str]], language: str = "en") -> None:
     """deskmark's own mark, in place: a red ellipse around each box and its label beside it.
 
     The ellipse passes outside the box's corners, so the damage itself stays clear, and has a
@@ -354,22 +355,25 @@ def draw_marks(image: Image.Image, marks: list[tuple[Box, str]]) -> None:
         draw.ellipse((ellipse[0] - halo, ellipse[1] - halo, ellipse[2] + halo, ellipse[3] + halo),
                      outline=(255, 255, 255), width=stroke + 2 * halo)
         draw.ellipse(ellipse, outline=MARK_RED, width=stroke)
-        draw_label(image, (int(ellipse[0]), int(ellipse[1]), math.ceil(ellipse[2]), math.ceil(ellipse[3])), label)
+        draw_label(image, (int(ellipse[0]), int(ellipse[1]), math.ceil(ellipse[2]), math.ceil(ellipse[3])), label,
+                   language)
 
 
 def _stroke(image: Image.Image) -> int:
     return max(3, min(image.size) // 150)
 
 
-def draw_label(image: Image.Image, around: Box, label: str) -> None:
+def draw_label(image: Image.Image, around: Box, label: str, language: str = "en") -> None:
     """A mark's label, in place: white on a red box with a white edge, its size set by the
-    photo's, centred above `around` (the ring), or below it when there is no room above."""
+    photo's, centred above `around` (the ring), or below it when there is no room above. In a
+    font that writes every one of its characters, shaped (worker.fonts): any script, right to
+    left too."""
     if not label:
         return
     draw = ImageDraw.Draw(image)
     stroke = _stroke(image)
     halo = max(1, stroke // 3)
-    font = ImageFont.load_default(size=max(14, min(image.size) // 28))
+    font = fonts.label_font(label, max(14, min(image.size) // 28), language)
     left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
     tw, th = right - left, bottom - top
     gap = stroke + 6

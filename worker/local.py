@@ -17,10 +17,10 @@ class LocalAnnotator:
     provider = "local"
     model = LOCAL_MODEL
 
-    def mark(self, prepared: images.Prepared, label: str = "possible damage") -> EditResult:
+    def mark(self, prepared: images.Prepared, label: str = "possible damage", language: str = "en") -> EditResult:
         box = images.guess_damage_region(prepared.photo)
         marked = prepared.photo.copy()
-        images.draw_marks(marked, [(box, label)])
+        images.draw_marks(marked, [(box, label)], language)
         return EditResult(
             image=images.encode_jpeg(marked),
             provider=self.provider,

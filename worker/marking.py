@@ -34,6 +34,7 @@ from PIL import Image
 
 from integrations.config import DEFAULT_QUALITY, Settings
 from integrations.errors import PermanentError, UnusablePhoto
+from integrations.i18n import LANGUAGES, N_, words
 from integrations.models import estimate_usd, locate_estimate_usd, request_size
 from integrations.openai_images import EditRequest, EditResult, Located, OpenAIEditor, OpenAILocator
 from worker import credentials, images, manifests, signals, strokes
@@ -68,6 +69,10 @@ RING_PROMPT = (
     "around the visible damage. Write no text. Change nothing else in the photo: keep the "
     "product, background, colours and framing exactly as they are.\n\n" + _TICKET
 )
+LABEL_LANGUAGE = "\n\nWrite the label in {language}."
+# Languages written in Latin letters, which image models write well; the others' labels are
+# deskmark's own (worker.fonts).
+LATIN_SCRIPT = ("en", "de", "fr", "es", "pt-BR", "it", "nl")
 MASK_HINT = (
     "\n\nThe damage is in the middle of the transparent area of the mask: draw the ellipse "
     "around it, inside that area."
@@ -97,7 +102,7 @@ class Locator(Protocol):
     model: str
 
     def locate(self, image: bytes, size: tuple[int, int], subject: str, description: str,
-               mime: str = "image/jpeg") -> Located: ...
+               mime: str = "image/jpeg", language: str = "English") -> Located: ...
 
 
 def _clip(text: str, limit: int) -> str:
@@ -154,6 +159,7 @@ class EditPlan:
     decoding: int  # what decoding the customer's photo again takes (the image memory)
     reservation: Any = None  # the daily budget's reservation (Gate.reserve), to settle
     located_cost: float = 0.0  # what locating cost now (0 when an earlier attempt paid)
+    language: str = "en"  # the labels' language (the font deskmark writes them with)
 
 
 class PaidResults(Protocol):
@@ -249,6 +255,7 @@ class Marker:
         results: PaidResults | None = None,
         debug: bool = False,
         on_edit: Callable[[bool], None] = lambda _: None,
+        language: str = "en",
     ) -> Marked:
         """Both halves at once, the edit call between them (a sync edit).
 
@@ -256,8 +263,9 @@ class Marker:
         `remember` is called with a new one as soon as it exists; `results` offers a result
         already paid for by another job; `debug` keeps the model's output and the strokes;
         `on_edit` is told when the paid edit call starts (True) and when it has returned.
-        `data` may be a file: a download waits on disk, and is read again for the composite."""
-        plan = self.ask(data, subject, description, located, remember, results)
+        `data` may be a file: a download waits on disk, and is read again for the composite.
+        `language`: the labels' (integrations.i18n), asked of the locate model and drawn in it."""
+        plan = self.ask(data, subject, description, located, remember, results, language=language)
         if isinstance(plan, Marked):
             return plan
         assert self.editor is not None
@@ -284,6 +292,7 @@ class Marker:
         remember: Callable[[dict[str, Any]], None] = lambda _: None,
         results: PaidResults | None = None,
         batched: bool = False,
+        language: str = "en",
     ) -> EditPlan | Marked:
         """The first half: everything up to the edit request. A Marked when no edit is to be
         asked for (the local annotator, a result already paid for, the budget reached).
@@ -295,7 +304,7 @@ class Marker:
                 prepared = images.prepare(data)
                 if not self.guess:
                     return _own_marks(prepared.photo, [], {**_NOTHING, "no_model": True}, _thumb(prepared.photo))
-                result = self.local.mark(prepared)
+                result = self.local.mark(prepared, words(language)._("possible damage"), language)
                 return Marked(result.image, _local_meta(result), _thumb(prepared.photo),
                               _thumb(images.load(result.image)))
         editor = self.editor
@@ -325,7 +334,7 @@ class Marker:
                 request = prepared.request_image, prepared.request_mime
                 del prepared  # not held through the locate call: decoded again to draw on
                 return self._over_budget(data, decoding, request, size, subject, description, located,
-                                         remember, before)
+                                         remember, before, language)
         # While the calls below take their 20 s to 2 min, hold the compressed photo and the
         # request image only, not the decoded photo: it is decoded again for the composite.
         request = prepared.request_image, prepared.request_mime
@@ -333,7 +342,7 @@ class Marker:
         located_cost = 0.0
         try:
             found = Located.from_dict(located) if located else self._locate(request, size, subject,
-                                                                            description)
+                                                                            description, language)
             if found is not None and not located:
                 located_cost = found.cost_usd or 0.0
                 remember(found.to_dict())
@@ -342,19 +351,27 @@ class Marker:
                 self.gate.settle(reservation, located_cost)
             raise
         boxes = [b.box for b in found.boxes] if found else []
-        prompt = build_prompt(self.prompt or (RING_PROMPT if boxes else DEFAULT_PROMPT), subject, description)
+        # Nothing located: the model's mark is kept as drawn, its label too, so it writes one, in
+        # the ticket's language, where image models write that script well (Latin); otherwise
+        # the ring only, as when deskmark writes the label.
+        own_label = not boxes and language in LATIN_SCRIPT
+        template = self.prompt or (DEFAULT_PROMPT if own_label else RING_PROMPT)
+        prompt = build_prompt(template, subject, description)
+        if own_label and language != "en":
+            prompt += LABEL_LANGUAGE.format(language=LANGUAGES[language])
         edit = EditRequest(
             image=request[0], mime=request[1], size=size,
             prompt=prompt + MASK_HINT if boxes else prompt,
             mask=images.edit_mask(size, [strokes.check_area(b, size) for b in boxes]) if boxes else None)
-        return EditPlan(edit, found, key, before, decoding, reservation, located_cost)
+        return EditPlan(edit, found, key, before, decoding, reservation, located_cost, language)
 
     def answer(self, plan: EditPlan, data: images.Source, result: EditResult, seconds: float,
                debug: bool = False) -> Marked:
         """The second half's first part: the model's answer to `plan` made into the photo to
         deliver (its verified strokes on the customer's own pixels) and what the note says."""
         with self.memory.admit(plan.decoding + MARK_EXTRA):
-            delivered, marks, reading, output = _take_mark(data, plan.request.image, result.image, plan.found)
+            delivered, marks, reading, output = _take_mark(data, plan.request.image, result.image, plan.found,
+                                                           plan.language)
             meta = _meta(result, plan.found, marks, reading, seconds)
             meta["result_key"] = plan.key
             marked = Marked(images.encode_jpeg(delivered, quality=92), meta, plan.before, _thumb(delivered),
@@ -367,7 +384,7 @@ class Marker:
     def _over_budget(self, data: images.Source, decoding: int, request: tuple[bytes, str],
                      size: tuple[int, int], subject: str, description: str,
                      located: dict[str, Any] | None, remember: Callable[[dict[str, Any]], None],
-                     before: bytes) -> Marked:
+                     before: bytes, language: str) -> Marked:
         """The daily budget takes no edit: locate, while it still takes that cheaper call, and
         draw deskmark's own mark around what was found; past that, the photo goes unmarked.
         Either way the note says the budget was reached. No circle is guessed."""
@@ -377,10 +394,11 @@ class Marker:
         if found is None and self.locator is not None:
             reservation = self.gate.reserve(locate_estimate_usd(self.locator.model, size))
             if reservation is None:
-                found = Located(model=self.locator.model, boxes=[], problem="the daily AI budget left no room for it")
+                found = Located(model=self.locator.model, boxes=[],
+                                problem=N_("the daily AI budget left no room for it"))
             else:
                 try:
-                    found = self._locate(request, size, subject, description)
+                    found = self._locate(request, size, subject, description, language)
                     cost = (found.cost_usd or 0.0) if found else 0.0
                 finally:
                     self.gate.settle(reservation, cost)
@@ -388,7 +406,7 @@ class Marker:
                     remember(found.to_dict())
         with self.memory.admit(decoding + PREPARE_EXTRA):
             photo = images.fit_to(images.load(data, images.DECODE_FLOOR), images.DELIVERY_EDGE)
-            why = "the daily AI budget was reached, so no edit model was called"
+            why = N_("the daily AI budget was reached, so no edit model was called")
             marks: list[DrawnMark] = [
                 {"label": b.label, "region": list(images.scale_box(b.box, size, photo.size)),
                  "drawn_by": "deskmark", "why": why, "coverage": None} for b in (found.boxes if found else [])]
@@ -397,15 +415,15 @@ class Marker:
                           "labels": [m["label"] for m in marks], "regions": [m["region"] for m in marks],
                           "marks": marks, "marked": bool(marks), "budget_reached": True,
                           "budget_usd": self.gate.budget}
-            return _own_marks(photo, marks, meta, before)
+            return _own_marks(photo, marks, meta, before, language)
 
     def _locate(self, request: tuple[bytes, str], size: tuple[int, int], subject: str,
-                description: str) -> Located | None:
+                description: str, language: str = "en") -> Located | None:
         if self.locator is None:
             return None
         try:
             return self.locator.locate(request[0], size, _clip(subject, SUBJECT_LIMIT),
-                                       _clip(description, DESCRIPTION_LIMIT), request[1])
+                                       _clip(description, DESCRIPTION_LIMIT), request[1], LANGUAGES[language])
         except PermanentError as exc:
             # A locate model we may not use should not cost the customer their note: edit
             # without a region, and say why in the note.
@@ -414,7 +432,7 @@ class Marker:
 
 
 def _take_mark(data: images.Source, request_image: bytes, model_output: bytes, found: Located | None,
-               ) -> tuple[Image.Image, list[DrawnMark], strokes.Reading, Image.Image]:
+               language: str = "en") -> tuple[Image.Image, list[DrawnMark], strokes.Reading, Image.Image]:
     """The delivered photo: the customer's, upright, with the model's verified strokes painted
     on, and deskmark's own mark around every located box whose model mark failed the check."""
     sent = images.load(request_image)
@@ -435,10 +453,11 @@ def _take_mark(data: images.Source, request_image: bytes, model_output: bytes, f
                       "drawn_by": "model" if check.ok else "deskmark", "why": check.why,
                       "coverage": check.coverage})
         if check.ok:
-            images.draw_label(photo, images.scale_box(next(rings), output.size, photo.size), damage.label)
+            images.draw_label(photo, images.scale_box(next(rings), output.size, photo.size), damage.label,
+                              language)
         else:
             own.append((region, damage.label))
-    images.draw_marks(photo, own)
+    images.draw_marks(photo, own, language)
     if own:
         log.info("deskmark drew its own mark: %s", "; ".join(m["why"] for m in marks if m["why"]))
     return photo, marks, reading, output
@@ -529,12 +548,13 @@ _NOTHING: Mark = {"provider": "none", "model": "", "cost_usd": 0.0, "edit_cost_u
                   "regions": [], "marks": [], "unlocated_mark": False, "marked": False}
 
 
-def _own_marks(photo: Image.Image, marks: list[DrawnMark], meta: Mark, before: bytes) -> Marked:
+def _own_marks(photo: Image.Image, marks: list[DrawnMark], meta: Mark, before: bytes,
+               language: str = "en") -> Marked:
     """The customer's photo (delivery size) with deskmark's own mark around each of `marks`, or
     none: the photo as it is."""
     if marks:
         photo = photo.copy()
-        images.draw_marks(photo, [(tuple(m["region"]), m["label"]) for m in marks])  # type: ignore[misc]
+        images.draw_marks(photo, [(tuple(m["region"]), m["label"]) for m in marks], language)  # type: ignore[misc]
     return Marked(images.encode_jpeg(photo, quality=92), meta, before, _thumb(photo))
 
 
@@ -544,7 +564,7 @@ def _local_meta(result: EditResult) -> Mark:
             "edit_cost_usd": 0.0, "request_id": None, "usage": {}, "edit_seconds": 0.0,
             "located": None, "labels": [result.label] if result.label else [], "regions": region,
             "marks": [{"label": result.label or "", "region": region[0], "drawn_by": "deskmark",
-                       "why": "no AI model was used", "coverage": None}] if region else [],
+                       "why": N_("no AI model was used"), "coverage": None}] if region else [],
             "unlocated_mark": False, "marked": bool(region)}
 
 

@@ -20,6 +20,7 @@ import redis
 from integrations.config import Settings
 from integrations.errors import PermanentError, Throttled, UnsafeURL, UnusablePhoto, VendorError
 from integrations.events import Credential, Helpdesk, NoteFile, SourcePhoto, Ticket, TicketEvent
+from integrations.i18n import ENGLISH, Words, language_of, words
 from integrations.registry import HELPDESKS
 from integrations.slack.interactions import ReviewClick
 from integrations.slack.notifier import (
@@ -217,13 +218,28 @@ def _run(job: Job, record: JobRecord, rt: Runtime) -> str:
         return "failed"
 
 
+def job_language(record: JobRecord, rt: Runtime, ticket: Ticket | None) -> str:
+    """The job's language: its record's, once decided; else DESKMARK_LANGUAGE, or with `auto`
+    the ticket's own as its helpdesk reports it (`ticket`, fetched for it). Recorded, so that a
+    retry writes in the same language and finds its own note by the same words."""
+    language = record.get("language")
+    if not language:
+        language = language_of(rt.settings.language, ticket.language if ticket else None)
+        rt.store.update(record["job_id"], {"language": language})
+    return language
+
+
 def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
     job_id, vendor, ticket_id, photo = job.job_id, job.vendor, job.ticket_id, job.photo
     helpdesk = rt.helpdesk(vendor)
+    ticket: Ticket | None = None  # fetched once, for the prompt, the language and the Slack review
+    if not record.get("language") and rt.settings.language == "auto":
+        ticket = helpdesk.ticket(ticket_id)
+    language = job_language({**record, "job_id": job_id}, rt, ticket)
+    w = words(language)
 
     marked = rt.store.marked(job_id)
     mark: Mark = record.get("mark") or {}
-    ticket: Ticket | None = None  # fetched once, for the prompt and for the Slack review
     if marked is None:
         lost = int(record.get("edits_in_flight") or 0)
         if lost:
@@ -246,7 +262,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
             with source:  # a temporary file: on disk while the edit call waits, deleted after
                 subject = description = ""
                 if rt.marker.editor is not None:
-                    ticket = helpdesk.ticket(ticket_id)
+                    ticket = ticket or helpdesk.ticket(ticket_id)
                     subject, description = ticket.subject, ticket.description
 
                 def remember(located: dict[str, Any]) -> None:
@@ -258,7 +274,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                 if rt.batches is not None:
                     asked = rt.marker.ask(source, subject, description, located=record.get("located"),
                                           remember=remember, results=JobResults(rt.store, job_id),
-                                          batched=True)
+                                          batched=True, language=language)
                     if isinstance(asked, EditPlan):
                         source.seek(0)
                         rt.batches.park(job_id, asked, source.read())
@@ -268,7 +284,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
                     result = rt.marker.mark(
                         source, subject, description, located=record.get("located"), remember=remember,
                         results=JobResults(rt.store, job_id),
-                        on_edit=lambda started: rt.store.count_edit(job_id, started),
+                        on_edit=lambda started: rt.store.count_edit(job_id, started), language=language,
                     )
                 marked, mark = deliverable(result, source, job, record, rt)
         lost = lost or int(record.get("lost_edits") or 0)
@@ -291,9 +307,9 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
 
     if not record.get("note_id"):
         rt.leases.check(job_id)  # never a second note from a worker that lost the job
-        note_id = (helpdesk.find_note(ticket_id, note_marker(job_id))
+        note_id = (helpdesk.find_note(ticket_id, note_marker(job_id, w))
                    if record.get("note_attempted") else None)
-        body = note_html(photo.filename, mark, job_id)
+        body = note_html(photo.filename, mark, job_id, w)
         if note_id is None:
             rt.store.update(job_id, {"note_attempted": True})
             note_id = helpdesk.post_note(
@@ -315,7 +331,7 @@ def _steps(job: Job, record: JobRecord, rt: Runtime, attempt: int) -> str:
         rt.leases.check(job_id)
         try:
             _ask_for_review(job_id, photo, record, rt, ticket or helpdesk.ticket(ticket_id),
-                            marked, mark)
+                            marked, mark, w)
         except PermanentError as exc:
             # The ticket has its note; a Slack misconfiguration is the operator's to fix.
             log.warning("Slack review for %s not posted: %s", job_id, exc)
@@ -350,9 +366,9 @@ def deliverable(result: Marked, source: BinaryIO, job: Job, record: JobRecord, r
 
 
 def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runtime,
-                   ticket: Ticket, marked: bytes, mark: Mark) -> None:
+                   ticket: Ticket, marked: bytes, mark: Mark, w: Words) -> None:
     assert rt.notifier is not None
-    review = review_for(job_id, photo, record.get("vendor") or "", ticket, marked, mark)
+    review = review_for(job_id, photo, record.get("vendor") or "", ticket, marked, mark, w)
     # Each post is recorded before it is made. An attempt that finds an earlier one recorded
     # looks in the channel first: that post may have gone through with its answer lost.
     earlier = None
@@ -386,18 +402,19 @@ def _ask_for_review(job_id: str, photo: SourcePhoto, record: JobRecord, rt: Runt
 
 
 def review_for(job_id: str, photo: SourcePhoto, vendor: str, ticket: Ticket, marked: bytes,
-               mark: Mark) -> Review:
-    """What the Slack review of a marked photo says (integrations.slack.notifier)."""
-    words = " ".join(f"{ticket.subject} — {ticket.description}".split())
+               mark: Mark, w: Words = ENGLISH) -> Review:
+    """What the Slack review of a marked photo says (integrations.slack.notifier), in `w`'s
+    language."""
+    said = " ".join(f"{ticket.subject} — {ticket.description}".split())
     spec = HELPDESKS.get(vendor)
     return Review(
         job_id=job_id, vendor=vendor, ticket_id=ticket.id, ticket_url=ticket.url,
         filename=delivered_name(photo.filename, mark), image=marked,
-        customer_words=words if len(words) <= 280 else words[:279] + "…",
-        what=what_was_marked(mark),
-        cost=money(mark.get("cost_usd"), mark.get("model") if mark.get("provider") == "openai" else None),
-        checks=signals.checks_line(mark["signals"], shared=True) if "signals" in mark else "",
-        vendor_title=spec.title if spec else "",
+        customer_words=said if len(said) <= 280 else said[:279] + "…",
+        what=what_was_marked(mark, w),
+        cost=money(mark.get("cost_usd"), mark.get("model") if mark.get("provider") == "openai" else None, w),
+        checks=signals.checks_line(mark["signals"], shared=True, w=w) if "signals" in mark else "",
+        vendor_title=spec.title if spec else "", words=w,
     )
 
 
@@ -418,26 +435,33 @@ def decide(click: ReviewClick, rt: Runtime) -> str:
     if notifier is None or rt.settings.slack is None:
         return "slack off"
     record = rt.store.job(click.job_id)
+    w = words(record.get("language") or language_of(rt.settings.language, None))
     if (record.get("vendor") != click.vendor or str(record.get("ticket_id")) != click.ticket_id
             or record.get("slack_ts") != click.message_ts):
-        notifier.tell(click.response_url, "This review is not one deskmark posted; nothing was changed.")
+        notifier.tell(click.response_url, w._("This review is not one deskmark posted; nothing was changed."))
         return "unknown"
     approvers = rt.settings.slack.approver_ids
     if not approvers:
-        notifier.tell(click.response_url, "Warranty decisions in Slack are off: deskmark's "
-                      "SLACK_APPROVER_IDS is not set, so this post is a notification only. Decide "
-                      "on the ticket itself; nothing was changed.")
+        notifier.tell(click.response_url, w._(
+            "Warranty decisions in Slack are off: deskmark's SLACK_APPROVER_IDS is not set, so this post is "
+            "a notification only. Decide on the ticket itself; nothing was changed."))
         return "decisions off"
     if click.user_id not in approvers:
-        notifier.tell(click.response_url, "You are not on the list of warranty reviewers "
-                      "(SLACK_APPROVER_IDS); nothing was changed.")
+        notifier.tell(click.response_url, w._("You are not on the list of warranty reviewers "
+                                              "(SLACK_APPROVER_IDS); nothing was changed."))
         return "not allowed"
+    now = time.time()
     decision = {"decision": click.decision, "user_id": click.user_id, "user_name": click.user_name,
-                "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "click": click.click_id}
+                "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(now)), "at_ts": now,
+                "click": click.click_id}
     current = rt.store.claim_review(click.job_id, decision)
     if current["click"] != click.click_id:
-        notifier.tell(click.response_url, f"Already {current['decision']} by <@{current['user_id']}> "
-                      f"on {current['at']}; nothing was changed.")
+        when = w.datetime(float(current["at_ts"])) if current.get("at_ts") else current["at"]
+        notifier.tell(click.response_url, (
+            w._("Already approved by {who} on {when}; nothing was changed.", who=f"<@{current['user_id']}>",
+                when=when) if current["decision"] == "approved" else
+            w._("Already rejected by {who} on {when}; nothing was changed.", who=f"<@{current['user_id']}>",
+                when=when)))
         return "already decided"
     rt.store.step(click.job_id, f"warranty {click.decision} in Slack by "
                   f"{click.user_name or click.user_id} ({click.user_id})")
@@ -451,26 +475,30 @@ def _apply_decision(job_id: str, decision: dict[str, Any], rt: Runtime) -> None:
     record = rt.store.job(job_id)
     vendor, ticket_id = record["vendor"], str(record["ticket_id"])
     helpdesk = rt.helpdesk(vendor)
+    w = words(record.get("language") or language_of(rt.settings.language, None))
     tag = f"warranty_{decision['decision']}"
     if not record.get("review_tagged"):
         helpdesk.escalate(ticket_id, [tag], None)
         rt.store.update(job_id, {"review_tagged": True})
     if not record.get("review_note_id"):
-        marker = f"warranty review · job {job_id}"
+        marker = w._("warranty review · job {job}", job=job_id)
         note_id = helpdesk.find_note(ticket_id, marker) if record.get("review_note_attempted") else None
         if note_id is None:
             rt.store.update(job_id, {"review_note_attempted": True})
             note_id = helpdesk.post_note(ticket_id, review_html(decision, record.get("filename") or "",
-                                                                marker), [])
+                                                                marker, w), [])
         rt.store.update(job_id, {"review_note_id": note_id or "posted"})
     if not record.get("review_shown"):
-        mark = "✅ Approved" if decision["decision"] == "approved" else "❌ Rejected"
         title = HELPDESKS[vendor].title if vendor in HELPDESKS else vendor
-        rt.notifier.show_outcome(
-            record["slack_channel"], record["slack_ts"],
-            f"{mark} by <@{mrkdwn_escape(decision['user_id'])}> on {decision['at']} — "
-            f"{title} ticket <{link_target(record.get('ticket_url') or '')}|"
-            f"#{mrkdwn_escape(ticket_id)}>, photo `{mrkdwn_escape(record.get('filename') or '')}`")
+        fields = {"who": f"<@{mrkdwn_escape(decision['user_id'])}>",
+                  "when": w.datetime(float(decision["at_ts"])) if decision.get("at_ts") else decision["at"],
+                  "helpdesk": title, "url": link_target(record.get("ticket_url") or ""),
+                  "ticket": mrkdwn_escape(ticket_id), "filename": mrkdwn_escape(record.get("filename") or "")}
+        rt.notifier.show_outcome(record["slack_channel"], record["slack_ts"], (
+            w._("✅ Approved by {who} on {when} — {helpdesk} ticket <{url}|#{ticket}>, photo `{filename}`", **fields)
+            if decision["decision"] == "approved" else
+            w._("❌ Rejected by {who} on {when} — {helpdesk} ticket <{url}|#{ticket}>, photo `{filename}`",
+                **fields)))
         rt.store.update(job_id, {"review_shown": True})
 
 
@@ -499,11 +527,12 @@ def fail_job(job: Job, rt: Runtime, reason: str, error: VendorError | None) -> N
     record = rt.store.job(job_id)
     if record.get("failure_noted") or record.get("note_id"):
         return
+    w = words(record.get("language") or language_of(rt.settings.language, None))
     try:
         rt.helpdesk(job.vendor).post_note(
             job.ticket_id,
             failure_html(job.photo.filename or "photo",
-                         agent_reason(error) if error else reason, job_id),
+                         agent_reason(error, w) if error else reason, job_id, w),
             [],
         )
         rt.store.update(job_id, {"failure_noted": True})

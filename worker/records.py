@@ -111,6 +111,7 @@ class JobRecord(TypedDict, total=False):
     note_attempted: bool
     note_id: str
     note_html: str  # the note as posted (the job page shows it)
+    language: str  # what the job writes in (integrations.i18n), decided once
     tags_added: list[str]  # the escalation's tags, as added
     warranty_target: int | None  # the group, team or user assigned (None: unchanged)
     slack_message: dict[str, Any]  # {"share", "review": texts as posted, "buttons": bool}

@@ -17,6 +17,7 @@ import datetime
 import logging
 from typing import IO, TYPE_CHECKING
 
+from integrations.i18n import ENGLISH, Words
 from worker.records import SeenBefore, Signals
 
 __all__ = ["Signals", "read_signals", "seen_before", "signal_tags", "checks_line", "customer_text",
@@ -129,33 +130,38 @@ def signal_tags(signals: Signals) -> list[str]:
         [DUPLICATE_TAG] if signals.get("seen_before") else [])
 
 
-def checks_line(signals: Signals, shared: bool = False) -> str:
+def checks_line(signals: Signals, shared: bool = False, w: Words = ENGLISH) -> str:
     """One plain-text line for the note, Slack and the dashboard. `shared`: for Slack, where
     guests may read it: another customer's requester id is left out (the note keeps it)."""
     parts: list[str] = []
     if signals.get("credentials_unreadable"):
-        parts.append(f"its content credentials could not be read ({customer_text(signals['credentials_unreadable'])})")
+        parts.append(w._("its content credentials could not be read ({why})",
+                         why=customer_text(signals["credentials_unreadable"])))
     if signals.get("generated_by"):
-        parts.append(f"the photo's own content credentials say {customer_text(signals['generated_by'])} "
-                     f"generated it ({customer_text(signals.get('source_type') or '')})")
+        parts.append(w._("the photo's own content credentials say {tool} generated it ({source})",
+                         tool=customer_text(signals["generated_by"]),
+                         source=customer_text(signals.get("source_type") or "")))
     seen = signals.get("seen_before")
     if seen:
-        who = ("the same customer" if seen["same_requester"] else
-               f"another customer (requester {seen['requester']})" if seen["requester"] and not shared else
-               "another customer")
-        more = f", and on {seen['more']} more ticket{'s' if seen['more'] > 1 else ''}" if seen["more"] else ""
-        parts.append(f"the same photo was sent on {_title(seen['vendor'])} ticket "
-                     f"#{seen['ticket_id']} on {seen['date']} by {who}{more}")
+        who = (w._("the same customer") if seen["same_requester"] else
+               w._("another customer (requester {id})", id=seen["requester"])
+               if seen["requester"] and not shared else w._("another customer"))
+        sent = w._("the same photo was sent on {helpdesk} ticket #{ticket} on {date} by {who}",
+                   helpdesk=_title(seen["vendor"]), ticket=seen["ticket_id"], date=w.date(str(seen["date"])),
+                   who=who)
+        if seen["more"]:
+            sent += w.n_(", and on {count} more ticket", ", and on {count} more tickets", int(seen["more"]))
+        parts.append(sent)
     if signals.get("camera"):
-        parts.append(f"camera {customer_text(signals['camera'])}")
+        parts.append(w._("camera {camera}", camera=customer_text(signals["camera"])))
     if "taken_days_before" in signals:
         days = signals["taken_days_before"]
-        parts.append(f"taken {days:g} days before deskmark received it" if days >= 1 else
-                     "taken within a day of being sent" if days > -1 else
-                     f"camera clock {-days:g} days ahead of its sending")
+        parts.append(w._("taken {days} days before deskmark received it", days=w.number(days, 1)) if days >= 1
+                     else w._("taken within a day of being sent") if days > -1 else
+                     w._("camera clock {days} days ahead of its sending", days=w.number(-days, 1)))
     if not signals.get("camera") and "taken" not in signals:
-        parts.append("no camera metadata (normal for screenshots and messaging apps)")
-    return "Checks: " + "; ".join(parts) + "."
+        parts.append(w._("no camera metadata (normal for screenshots and messaging apps)"))
+    return w._("Checks: {checks}.", checks=w._("; ").join(parts))
 
 
 def _title(vendor: str) -> str:

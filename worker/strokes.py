@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageChops, ImageDraw
 
+from integrations.i18n import N_
+
 __all__ = [
     "Box",
     "Check",
@@ -55,13 +57,14 @@ STRAY_SHARE, STRAY_FLOOR = 0.3, 0.0005  # added red away from every box, of the 
 GRID = 160  # the ring is checked on a grid of at most this many cells a side
 SOLID = 128  # an added-red value at least this counts as a stroke pixel
 
+# What the note says of a model's mark deskmark did not take (integrations.i18n translates it there).
 VERDICTS = {
     "ok": "",
-    "missing": "the model's mark was missing",
-    "incomplete": "the model's mark did not go around the damage",
-    "elsewhere": "the model marked another place",
-    "painted": "the model painted over the photo instead of circling the damage",
-    "stray": "the model also drew away from the damage",
+    "missing": N_("the model's mark was missing"),
+    "incomplete": N_("the model's mark did not go around the damage"),
+    "elsewhere": N_("the model marked another place"),
+    "painted": N_("the model painted over the photo instead of circling the damage"),
+    "stray": N_("the model also drew away from the damage"),
 }
 
 # The two tests of an added stroke, as lookup tables: how much redder than the photo nearby

@@ -17,6 +17,7 @@ import base64
 import io
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -35,6 +36,18 @@ from deskmark.sandbox.server import LoopbackServer
 __all__ = ["SandboxOpenAI", "MarkingModel", "boxes_at_damage"]
 
 Boxes = list[dict[str, Any]]
+
+
+# The stand-in's labels in deskmark's languages (by their English names, as the locate
+# instructions give them).
+LABELS: dict[str, dict[str, str]] = {
+    language: {"cracked screen": label} for language, label in {
+        "German": "Displaybruch", "French": "écran fissuré", "Spanish": "pantalla rota",
+        "Brazilian Portuguese": "tela trincada", "Italian": "schermo incrinato", "Dutch": "gebarsten scherm",
+        "Japanese": "画面割れ", "Korean": "화면 균열", "Simplified Chinese": "屏幕破裂",
+        "Traditional Chinese": "螢幕破裂", "Arabic": "شاشة مكسورة", "Hindi": "टूटी स्क्रीन",
+    }.items()
+}
 
 
 def boxes_at_damage(image: Image.Image) -> Boxes:
@@ -272,7 +285,14 @@ class SandboxOpenAI:
                               "missing_required_parameter", "input")
             if self.locate_latency:
                 time.sleep(self.locate_latency)
-            text = json.dumps({"boxes": self.locate(image)})
+            boxes = self.locate(image)
+            # Asked for its labels in a language (deskmark's instructions say which), the stand-in
+            # writes the ones it knows in it, as a model would.
+            asked = re.search(r"one to three words, in ([A-Za-z ]+)\.", record["text"])
+            if asked:
+                for box in boxes:
+                    box["label"] = LABELS.get(asked.group(1), {}).get(box["label"], box["label"])
+            text = json.dumps({"boxes": boxes})
             # Billed as a patch-based vision model: the instructions, the image's 32 px patches;
             # out, the answer (gpt-5.4 reasons at effort "none" unless asked: no reasoning tokens).
             prompt_tokens = len(record["text"]) // 4 + patches(*image.size)

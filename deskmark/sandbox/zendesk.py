@@ -121,6 +121,8 @@ class SandboxZendesk(HelpdeskSandbox):
         self.grants: list[dict[str, Any]] = []  # every token request, granted or refused
         self.expired_calls = 0  # API calls that came with an expired token
         self.tickets: dict[int, SandboxTicket] = {}
+        # End users by id: their locale is the requester's language (`include=users`).
+        self.locales: dict[int, str] = {self.CUSTOMER_ID: "en-US"}
         self.uploads: dict[str, Attachment] = {}
         self.requests: list[dict[str, Any]] = []
         self.faults = Faults()
@@ -167,11 +169,16 @@ class SandboxZendesk(HelpdeskSandbox):
 
     # --- seeding and inspection (Python API for the demo and the tests) ---------------------
     def create_ticket(self, subject: str, description: str, tags: list[str] | None = None,
-                      ticket_id: int | None = None) -> int:
+                      ticket_id: int | None = None, locale: str | None = None) -> int:
+        """A ticket; `locale`: its requester is an end user of that locale (Zendesk's "ja",
+        "de", "en-US"), else the sandbox's customer (en-US)."""
         with self._lock:
             tid = ticket_id or next(self._ids)
-            self.tickets[tid] = SandboxTicket(tid, subject, description, list(tags or []),
-                                              self.CUSTOMER_ID)
+            requester = self.CUSTOMER_ID
+            if locale is not None:
+                requester = next(self._ids)
+                self.locales[requester] = locale
+            self.tickets[tid] = SandboxTicket(tid, subject, description, list(tags or []), requester)
             self.add_comment(tid, self.CUSTOMER_ID, description, [], notify=False)
             return tid
 
@@ -410,7 +417,11 @@ class SandboxZendesk(HelpdeskSandbox):
             ticket = ticket_or_404(ticket_id)
             if isinstance(ticket, Response):
                 return ticket
-            return jsonify({"ticket": ticket_json(ticket)})
+            answer: dict[str, Any] = {"ticket": ticket_json(ticket)}
+            if "users" in (request.args.get("include") or "").split(","):  # sideloading
+                answer["users"] = [{"id": ticket.requester_id, "name": "Customer", "role": "end-user",
+                                    "locale": self.locales.get(ticket.requester_id, "en-US")}]
+            return jsonify(answer)
 
         @app.get("/api/v2/tickets/<int:ticket_id>/comments.json")
         def comments(ticket_id: int) -> Response:

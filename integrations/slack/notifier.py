@@ -32,6 +32,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from integrations.config import SlackSettings
 from integrations.errors import PermanentError, RateLimited, RetryableError, VendorError
+from integrations.i18n import ENGLISH, Words
 
 __all__ = ["NOTIFICATION_ONLY", "SlackNotifier", "Review", "Posted", "APPROVE", "REJECT", "review_value",
            "review_message", "share_message",
@@ -126,6 +127,7 @@ class Review:
     cost: str
     checks: str = ""  # the claim signals' line (worker.signals), shown above the buttons
     vendor_title: str = ""  # the helpdesk's name for people ("Help Scout")
+    words: Words = ENGLISH  # the ticket's language (integrations.i18n)
 
     @property
     def helpdesk(self) -> str:
@@ -143,25 +145,29 @@ def fit(text: str, limit: int = SECTION_LIMIT) -> str:
 
 def share_message(review: Review) -> tuple[str, str]:
     """The marked photo's share in the channel: (the file's title, the comment under it)."""
-    lines = [f"*{mrkdwn_escape(review.helpdesk)} ticket #{mrkdwn_escape(review.ticket_id)}* — "
-             f"<{link_target(review.ticket_url)}|open the ticket>",
-             f"Marked: {mrkdwn_escape(review.what)} · {mrkdwn_escape(review.cost)}"]
+    w = review.words
+    lines = [w._("*{helpdesk} ticket #{ticket}* — <{url}|open the ticket>", helpdesk=mrkdwn_escape(review.helpdesk),
+                 ticket=mrkdwn_escape(review.ticket_id), url=link_target(review.ticket_url)),
+             w._("Marked: {what} · {cost}", what=mrkdwn_escape(review.what), cost=mrkdwn_escape(review.cost))]
     if review.customer_words:
         lines.append(f"> {mrkdwn_escape(review.customer_words)}")
-    return (fit(mrkdwn_escape(f"Ticket #{review.ticket_id}: {review.filename}"), TITLE_LIMIT),
-            fit("\n".join(lines)))
+    title = w._("Ticket #{ticket}: {filename}", ticket=review.ticket_id, filename=review.filename)
+    return fit(mrkdwn_escape(title), TITLE_LIMIT), fit("\n".join(lines))
 
 
 def review_message(review: Review, buttons: bool) -> tuple[str, list[dict[str, Any]]]:
     """The review message: (its fallback text, its blocks); with `buttons`, Approve and Reject."""
     value = review_value(review.job_id, review.vendor, review.ticket_id)
-    heading = "Warranty review" if buttons else "For warranty review (decide on the ticket)"
-    text = f"{heading} for {review.helpdesk} ticket #{review.ticket_id}"
+    w = review.words
+    heading = w._("Warranty review") if buttons else w._("For warranty review (decide on the ticket)")
+    text = w._("{heading} for {helpdesk} ticket #{ticket}", heading=heading, helpdesk=review.helpdesk,
+               ticket=review.ticket_id)
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": fit(
-            f"*{heading}* — {mrkdwn_escape(review.helpdesk)} ticket "
-            f"<{link_target(review.ticket_url)}|#{mrkdwn_escape(review.ticket_id)}>, photo "
-            f"`{mrkdwn_escape(review.filename[:200])}` (job `{review.job_id}`)")}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": fit(w._(
+            "*{heading}* — {helpdesk} ticket <{url}|#{ticket}>, photo `{filename}` (job `{job}`)",
+            heading=heading, helpdesk=mrkdwn_escape(review.helpdesk), url=link_target(review.ticket_url),
+            ticket=mrkdwn_escape(review.ticket_id), filename=mrkdwn_escape(review.filename[:200]),
+            job=review.job_id))}},
     ]
     if review.checks:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
@@ -169,9 +175,9 @@ def review_message(review: Review, buttons: bool) -> tuple[str, list[dict[str, A
     if buttons:
         blocks.append({"type": "actions", "block_id": "warranty_review", "elements": [
             {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
-             "text": {"type": "plain_text", "text": "Approve"}},
+             "text": {"type": "plain_text", "text": w._("Approve")}},
             {"type": "button", "action_id": REJECT, "style": "danger", "value": value,
-             "text": {"type": "plain_text", "text": "Reject"}},
+             "text": {"type": "plain_text", "text": w._("Reject")}},
         ]})
     return text, blocks
 

@@ -103,13 +103,18 @@ class ZendeskClient:
         return f"{self.settings.base_url}/agent/tickets/{ticket_id}"
 
     def ticket(self, ticket_id: str) -> Ticket:
-        data = self._json("GET", f"/api/v2/tickets/{ticket_id}.json")["ticket"]
+        # The requester comes sideloaded in the same call: their locale is the ticket's language.
+        found = self._json("GET", f"/api/v2/tickets/{ticket_id}.json", params={"include": "users"})
+        data = found["ticket"]
+        requester: dict[str, Any] = next(
+            (u for u in found.get("users") or [] if u.get("id") == data.get("requester_id")), {})
         return Ticket(
             id=str(data["id"]),
             subject=data.get("subject") or "",
             description=data.get("description") or "",
             tags=tuple(data.get("tags") or ()),
             url=self.ticket_url(ticket_id),
+            language=requester.get("locale"),
         )
 
     def _comments(self, ticket_id: str) -> list[dict[str, Any]]:
