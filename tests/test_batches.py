@@ -35,9 +35,9 @@ def setup(redis_url: str) -> Iterator[tuple[BatchQueue, SandboxOpenAI, Settings]
     fake.stop()
 
 
-def park(queue: BatchQueue, settings: Settings, job_id: str, seed: int) -> bytes:
+def park(queue: BatchQueue, settings: Settings, job_id: str, seed: int, language: str = "en") -> bytes:
     photo = damaged_product(640, 480, seed=seed)
-    plan = make_marker(settings).ask(photo, "Cracked", "It came cracked.")
+    plan = make_marker(settings).ask(photo, "Cracked", "It came cracked.", language=language)
     assert isinstance(plan, EditPlan)
     queue.store.create_job(job_id, {"vendor": "zendesk", "ticket_id": "1", "filename": f"{job_id}.jpg"})
     queue.park(job_id, plan, photo)
@@ -56,7 +56,8 @@ def until_answered(queue: BatchQueue, requeued: list[str], count: int, now: floa
 def test_parked_jobs_wait_for_the_window_then_go_in_one_batch_and_come_back_answered(
         setup: tuple[BatchQueue, SandboxOpenAI, Settings]) -> None:
     queue, fake, settings = setup
-    originals = {f"dm-b{n}": park(queue, settings, f"dm-b{n}", 70 + n) for n in range(3)}
+    languages = {"dm-b0": "en", "dm-b1": "ko", "dm-b2": "ar"}
+    originals = {job: park(queue, settings, job, 70 + n, languages[job]) for n, job in enumerate(languages)}
     assert queue.r.zcard(WAITING) == 3 and queue.store.job("dm-b0")["state"] == "waiting"
     requeued: list[str] = []
     queue.tick(requeued.append, lambda *args: None)  # within the window: nothing is sent
@@ -76,6 +77,7 @@ def test_parked_jobs_wait_for_the_window_then_go_in_one_batch_and_come_back_answ
         plan, original, result, reserved = answered
         assert original == originals[job_id] and result.image and result.cost_usd
         assert reserved is None and plan.found is not None and plan.found.boxes  # no gate here
+        assert plan.language == languages[job_id]  # the label is drawn in the job's language's font
         marked = make_marker(settings).answer(plan, original, result, 0.0)
         assert marked.meta["marks"]
         queue.finish(job_id)

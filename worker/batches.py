@@ -105,6 +105,7 @@ class BatchQueue:
             "plan": json.dumps({"found": plan.found.to_dict() if plan.found else None, "key": plan.key,
                                 "decoding": plan.decoding, "located_cost": plan.located_cost,
                                 "size": list(request.size), "mime": request.mime, "prompt": request.prompt,
+                                "language": plan.language,
                                 "reserved": [reserved.day, reserved.amount] if reserved else None}),
             "tries": 0})
         pipe.set(f"dm:job:{job_id}:request", request.image, ex=KEEP_SECONDS)
@@ -139,7 +140,7 @@ class BatchQueue:
                             cost_usd=answer["cost_usd"], request_id=answer["request_id"], usage=answer["usage"])
         reserved = Reservation(*plan["reserved"]) if plan["reserved"] else None
         return (EditPlan(edit, found, plan["key"], before, int(plan["decoding"]), None,
-                         float(plan["located_cost"])), original, result, reserved)
+                         float(plan["located_cost"]), plan.get("language") or "en"), original, result, reserved)
 
     def finish(self, job_id: str) -> None:
         """The job's note is posted: its files at OpenAI and its batch keys go."""
