@@ -4,6 +4,7 @@ could not be marked. Short, honest about what a model did, HTML-escaped."""
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from html.parser import HTMLParser
 from typing import Any
 
@@ -126,7 +127,7 @@ def note_html(filename: str, mark: Mark, job_id: str, w: Words = ENGLISH) -> str
                 parts.append(w._("{label} (circled by deskmark: {why})", label=label,
                                  why=escape(w._(str(item.get("why"))))))
         by_model = any(item.get("drawn_by") == "model" for item in mark["marks"])
-        lines.append("<p>" + " ".join(filter(None, [
+        lines.append("<p>" + sentences(filter(None, [
             w._("Marked: {marks}.", marks=w._("; ").join(parts)),
             w._("Located by {model}.", model=escape(str(located.get("model")))),
             w._("Only the ring of {model}'s mark was taken from its output, after deskmark checked that "
@@ -141,10 +142,10 @@ def note_html(filename: str, mark: Mark, job_id: str, w: Words = ENGLISH) -> str
                          "it cannot place. Please judge the damage on the photo itself.</p>",
                          why=_not_located(mark, w)))
     elif mark.get("unlocated_mark"):
-        lines.append("<p>" + w._("The damage could not be located ({why}). The red mark is {model}'s own, "
-                                 "kept as drawn: deskmark could not check it against a located box, please "
-                                 "check it against the photo.", why=_not_located(mark, w), model=model)
-                     + " " + own_pixels + "</p>")
+        lines.append("<p>" + sentences([
+            w._("The damage could not be located ({why}). The red mark is {model}'s own, kept as drawn: deskmark "
+                "could not check it against a located box, please check it against the photo.",
+                why=_not_located(mark, w), model=model), own_pixels]) + "</p>")
     else:
         lines.append(w._("<p><strong>This photo is not marked</strong>: the damage could not be located "
                          "({why}), and {model} drew no usable mark, so deskmark drew none. Please judge the "
@@ -164,6 +165,15 @@ def note_html(filename: str, mark: Mark, job_id: str, w: Words = ENGLISH) -> str
         details.append(w._("request {id}", id=escape(str(mark["request_id"]))))
     lines.append("<p>" + " · ".join(details) + "</p>")
     return "\n".join(lines)
+
+
+def sentences(parts: Iterable[str]) -> str:
+    """Sentences one after another: a space between them, none after a full stop that needs
+    none (Chinese and Japanese "。")."""
+    out = ""
+    for part in parts:
+        out += part if not out or out.endswith("。") else " " + part
+    return out
 
 
 def _credentials_line(mark: Mark, w: Words) -> str:
