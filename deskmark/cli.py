@@ -151,7 +151,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # image buffers: two arenas keep the worker's memory flat. (Read at process start.)
         os.execve(sys.executable, [sys.executable, "-m", "deskmark.cli", *sys.argv[1:]],
                   {**os.environ, "MALLOC_ARENA_MAX": "2"})
-    _settings_or_exit()
+    settings = _settings_or_exit()
+    try:  # one clear line before Celery's own retries, which say the same at length
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        print(f"deskmark worker: Redis is unreachable at {masked_url(settings.redis_url)} ({exc}): waiting "
+              "for it; start Redis, or set REDIS_URL to where it runs", file=sys.stderr, flush=True)
     from worker import fonts
 
     for problem in fonts.problems():  # labels in some scripts would be boxes, or unshaped

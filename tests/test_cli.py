@@ -4,6 +4,7 @@ defaults, a version, and one clear line (no traceback) when Redis is down."""
 from __future__ import annotations
 
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,23 @@ def test_redis_down_is_one_clear_line(argv: list[str], monkeypatch: pytest.Monke
     [line] = lines
     assert line.startswith(f"deskmark {argv[0]}: Redis") and "unreachable" in line and "REDIS_URL" in line
     assert "hunter2" not in line and "Traceback" not in line
+
+
+@pytest.mark.e2e
+def test_a_worker_started_with_redis_down_says_so_in_one_line_and_waits(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    nobody = f"redis://127.0.0.1:{free_port()}/0"
+    worker = subprocess.Popen([sys.executable, "-m", "deskmark.cli", "worker", "--quiet", "--concurrency", "2"],
+                              env={**os.environ, "REDIS_URL": nobody}, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()
+        assert first.startswith(f"deskmark worker: Redis is unreachable at {nobody}") and "waiting" in first
+        assert worker.poll() is None  # it waits for Redis (Celery retries), it does not exit
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=20)  # and closes the pipe
