@@ -187,7 +187,7 @@ class Store:
         signed: `replay_key`), or a scan of a ticket whose scan is queued and not started.
         Its `outcome` says which, once the message has been published."""
         now = time.time()
-        line = json.dumps({"id": secrets.token_hex(6), "at": round(now, 3), "ticket": ticket_id})
+        line = json.dumps({"id": secrets.token_hex(6), "at": round(now, 6), "ticket": ticket_id})
         return Accept(
             self._accept,
             keys_before=[f"dm:self:{vendor}", f"dm:delivery:{vendor}:{delivery_key}",
@@ -204,7 +204,7 @@ class Store:
         now = time.time()
         rejected = status >= 400
         key = f"dm:{'rejected' if rejected else 'deliveries'}:{vendor}"
-        line = {"id": secrets.token_hex(6), "at": round(now, 3), "ticket": ticket_id[:64],
+        line = {"id": secrets.token_hex(6), "at": round(now, 6), "ticket": ticket_id[:64],
                 "outcome": outcome, "status": status, "detail": detail[:200]}
         pipe = self.r.pipeline(transaction=False)
         pipe.zadd(key, {json.dumps(line): now})
