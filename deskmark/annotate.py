@@ -20,6 +20,7 @@ from typing import TextIO
 
 from integrations.config import Settings
 from integrations.errors import RateLimited, RetryableError, UnsafeURL, UnusablePhoto, VendorError
+from integrations.i18n import language_of
 from worker.marking import Marked, Marker, make_marker
 from worker.notes import agent_reason, what_was_marked
 from worker.records import Mark
@@ -52,10 +53,10 @@ class Progress:
 
 
 def _mark_with_retries(marker: Marker, data: bytes, progress: Progress, label: str,
-                       debug: bool) -> Marked:
+                       debug: bool, language: str = "en") -> Marked:
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return marker.mark(data, debug=debug)
+            return marker.mark(data, debug=debug, language=language)
         except RetryableError as exc:
             if attempt == ATTEMPTS:
                 raise
@@ -135,7 +136,8 @@ def run_annotate(paths: list[str], out_dir: str | None, prompt: str | None,
                           "replace)")
             continue
         try:
-            marked = _mark_with_retries(marker, source.read_bytes(), progress, source.name, debug)
+            marked = _mark_with_retries(marker, source.read_bytes(), progress, source.name, debug,
+                                        language_of(settings.language, None))  # photos on disk: no ticket
         except (OSError, UnusablePhoto, UnsafeURL) as exc:
             failures += 1
             progress.line(f"skipped {source}: {exc}")
