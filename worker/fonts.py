@@ -59,13 +59,21 @@ def font_dirs() -> list[Path]:
 
 
 @functools.cache
-def _path(name: str) -> Path | None:
+def _installed() -> dict[str, Path]:
+    """Every font file in the font directories by its name, the first directory's first: one
+    walk per process, not one per font asked for."""
+    wanted = {font.name for font in FONTS}
+    found: dict[str, Path] = {}
     for directory in font_dirs():
         if directory.is_dir():
-            found = next(iter(sorted(directory.rglob(name))), None)
-            if found is not None:
-                return found
-    return None
+            for path in sorted(directory.rglob("*.tt[fc]")):
+                if path.name in wanted:
+                    found.setdefault(path.name, path)
+    return found
+
+
+def _path(name: str) -> Path | None:
+    return _installed().get(name)
 
 
 @functools.cache
